@@ -1,0 +1,191 @@
+//! `Action`: what a flow entry does with a frame, its validation and its
+//! `ovs-ofctl`-style text.
+
+use super::key::PortNo;
+use crate::wire::EthernetAddress;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A field an action can rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SetField {
+    /// Source Ethernet address.
+    EthSrc(EthernetAddress),
+    /// Destination Ethernet address.
+    EthDst(EthernetAddress),
+    /// IPv4 source (header and L4 checksums are updated).
+    Ipv4Src(Ipv4Addr),
+    /// IPv4 destination (header and L4 checksums are updated).
+    Ipv4Dst(Ipv4Addr),
+    /// TCP/UDP source port.
+    TpSrc(u16),
+    /// TCP/UDP destination port.
+    TpDst(u16),
+}
+
+/// One step of an entry's action list, run in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send out of a port (never back out of the input port; use `InPort`).
+    Output(PortNo),
+    /// Send out of every port except the input port.
+    Flood,
+    /// Send back out of the input port.
+    InPort,
+    /// Send to the controller as a packet-in, truncated to `max_len` bytes
+    /// (0 = whole frame).
+    Controller {
+        /// Bytes to send.
+        max_len: u16,
+    },
+    /// Forward as a MAC-learning switch would.
+    Normal,
+    /// Rewrite a field.
+    SetField(SetField),
+    /// Continue matching in a later table. Must be the last action.
+    GotoTable(u8),
+}
+
+/// An action list that cannot be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// `goto_table` is not the last action.
+    #[error("goto_table must be the last action")]
+    GotoNotLast,
+    /// `goto_table` does not point to a later table.
+    #[error("goto_table:{to} from table {from}: the target must be a later table")]
+    GotoBackwards {
+        /// Table of the entry.
+        from: u8,
+        /// Target.
+        to: u8,
+    },
+    /// `goto_table` points past the last table.
+    #[error("goto_table:{to}: the switch has tables 0..{n_tables}")]
+    NoSuchTable {
+        /// Target.
+        to: u8,
+        /// Number of tables.
+        n_tables: u8,
+    },
+    /// Output to port 0.
+    #[error("output to port 0")]
+    PortZero,
+}
+
+/// Checks an action list for an entry in `table` of a switch with `n_tables`.
+pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(), ActionError> {
+    for (i, action) in actions.iter().enumerate() {
+        match *action {
+            Action::GotoTable(to) => {
+                if i + 1 != actions.len() {
+                    return Err(ActionError::GotoNotLast);
+                }
+                if to <= table {
+                    return Err(ActionError::GotoBackwards { from: table, to });
+                }
+                if to >= n_tables {
+                    return Err(ActionError::NoSuchTable { to, n_tables });
+                }
+            }
+            Action::Output(0) => return Err(ActionError::PortZero),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether an action list sends anything out of `port` (for `out_port` filters).
+pub fn outputs_to(actions: &[Action], port: PortNo) -> bool {
+    actions.iter().any(|a| *a == Action::Output(port))
+}
+
+/// Writes an action list in `ovs-ofctl` style, `drop` when empty.
+pub fn write_actions(
+    out: &mut impl fmt::Write,
+    actions: &[Action],
+    port_name: &dyn Fn(PortNo) -> Option<String>,
+) -> fmt::Result {
+    if actions.is_empty() {
+        return write!(out, "drop");
+    }
+    for (i, action) in actions.iter().enumerate() {
+        if i > 0 {
+            write!(out, ",")?;
+        }
+        match *action {
+            Action::Output(p) => write!(out, "output:{}", port_name(p).unwrap_or(p.to_string()))?,
+            Action::Flood => write!(out, "FLOOD")?,
+            Action::InPort => write!(out, "IN_PORT")?,
+            Action::Normal => write!(out, "NORMAL")?,
+            Action::Controller { max_len: 0 } => write!(out, "CONTROLLER")?,
+            Action::Controller { max_len } => write!(out, "CONTROLLER:{max_len}")?,
+            Action::GotoTable(t) => write!(out, "goto_table:{t}")?,
+            Action::SetField(f) => match f {
+                SetField::EthSrc(m) => write!(out, "set_field:{m}->eth_src")?,
+                SetField::EthDst(m) => write!(out, "set_field:{m}->eth_dst")?,
+                SetField::Ipv4Src(a) => write!(out, "set_field:{a}->ip_src")?,
+                SetField::Ipv4Dst(a) => write!(out, "set_field:{a}->ip_dst")?,
+                SetField::TpSrc(p) => write!(out, "set_field:{p}->tp_src")?,
+                SetField::TpDst(p) => write!(out, "set_field:{p}->tp_dst")?,
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goto_rules() {
+        assert_eq!(
+            validate_actions(&[Action::GotoTable(1), Action::Flood], 0, 4),
+            Err(ActionError::GotoNotLast)
+        );
+        assert_eq!(
+            validate_actions(&[Action::GotoTable(1)], 1, 4),
+            Err(ActionError::GotoBackwards { from: 1, to: 1 })
+        );
+        assert_eq!(
+            validate_actions(&[Action::GotoTable(4)], 0, 4),
+            Err(ActionError::NoSuchTable { to: 4, n_tables: 4 })
+        );
+        assert!(
+            validate_actions(
+                &[Action::Controller { max_len: 128 }, Action::GotoTable(1)],
+                0,
+                4
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            validate_actions(&[Action::Output(0)], 0, 4),
+            Err(ActionError::PortZero)
+        );
+    }
+
+    #[test]
+    fn text() {
+        let mut s = String::new();
+        write_actions(
+            &mut s,
+            &[
+                Action::SetField(SetField::EthDst(EthernetAddress([2, 0, 0, 0, 0, 9]))),
+                Action::Output(3),
+                Action::Controller { max_len: 128 },
+                Action::GotoTable(1),
+            ],
+            &|p| (p == 3).then(|| "p3".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "set_field:02:00:00:00:00:09->eth_dst,output:p3,CONTROLLER:128,goto_table:1"
+        );
+        let mut empty = String::new();
+        write_actions(&mut empty, &[], &|_| None).unwrap();
+        assert_eq!(empty, "drop");
+    }
+}

@@ -1,0 +1,601 @@
+//! The sans-IO switching core: frames and a clock in, forwarding decisions out.
+//! A multi-table, OpenFlow-like pipeline (priority-ordered wildcard matching
+//! per table, goto-table, per-entry counters, idle and hard timeouts) behind a
+//! microflow cache keyed by the exact `FlowKey`, so that the cost of an
+//! established flow does not grow with the number of entries. Any change to
+//! the tables empties the cache.
+
+pub(crate) mod rewrite;
+mod table;
+
+use crate::classifier::RuleId;
+use crate::flow::{
+    Action, ActionError, Extracted, FlowKey, FlowMod, FlowModCommand, FlowSpec, FlowStats, Match,
+    MatchError, PortNo, SetField, action,
+};
+use crate::learning::{L2Decision, MacLearning};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::time::Instant;
+use table::{Entry, FlowTable};
+
+/// Number of flow tables.
+pub const N_TABLES: u8 = 8;
+
+/// Default maximum number of entries per table.
+pub const DEFAULT_TABLE_CAPACITY: usize = 200_000;
+
+/// The microflow cache is emptied when it reaches this many keys.
+const CACHE_CAPACITY: usize = 65_536;
+
+/// Why an entry left its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedReason {
+    /// No hit for its idle timeout.
+    IdleTimeout,
+    /// Its hard timeout passed.
+    HardTimeout,
+    /// A delete flow-mod.
+    Delete,
+}
+
+/// An entry that left its table and asked to be reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRemoved {
+    /// Why.
+    pub reason: RemovedReason,
+    /// The entry and its final counters.
+    pub stats: FlowStats,
+}
+
+/// A flow-mod that cannot be applied; the tables are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowModError {
+    /// The match breaks a prerequisite.
+    #[error("bad match: {0}")]
+    Match(#[from] MatchError),
+    /// The action list is invalid.
+    #[error("bad actions: {0}")]
+    Action(#[from] ActionError),
+    /// The table does not exist.
+    #[error("table {table} does not exist (the switch has tables 0..{n_tables})")]
+    NoSuchTable {
+        /// Requested table.
+        table: u8,
+        /// Number of tables.
+        n_tables: u8,
+    },
+    /// The table holds as many entries as it may.
+    #[error("table {table} is full ({capacity} entries)")]
+    TableFull {
+        /// The table.
+        table: u8,
+        /// Its capacity.
+        capacity: usize,
+    },
+}
+
+/// Why a frame goes to the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketInReason {
+    /// A `controller` action.
+    Action,
+    /// No entry matched (unused by the default table-miss behaviour, which drops).
+    NoMatch,
+}
+
+/// A request to send (part of) a frame to the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketInRequest {
+    /// Why.
+    pub reason: PacketInReason,
+    /// Table of the entry that asked.
+    pub table: u8,
+    /// Cookie of the entry that asked.
+    pub cookie: u64,
+    /// Bytes to send (0 = whole frame).
+    pub max_len: u16,
+}
+
+/// What to do with one frame. Reused between frames to avoid allocation.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Ports to send the frame (as rewritten) to, in order.
+    pub outputs: Vec<PortNo>,
+    /// Send a packet-in.
+    pub controller: Option<PacketInRequest>,
+    /// Rare: copies taken for outputs that came before a later rewrite.
+    pub snapshots: Vec<(PortNo, Vec<u8>)>,
+}
+
+impl Decision {
+    /// Empties the decision for the next frame.
+    pub fn clear(&mut self) {
+        self.outputs.clear();
+        self.controller = None;
+        self.snapshots.clear();
+    }
+
+    /// Whether the frame goes nowhere.
+    pub fn is_drop(&self) -> bool {
+        self.outputs.is_empty() && self.controller.is_none() && self.snapshots.is_empty()
+    }
+}
+
+/// Facts about a frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Port it arrived on.
+    pub in_port: PortNo,
+    /// Wire packets it stands for (more than one for a TSO super-frame).
+    pub segments: u32,
+    /// Its L4 checksum field holds only the pseudo-header sum.
+    pub partial_checksum: bool,
+}
+
+impl FrameMeta {
+    /// A plain frame from `in_port`.
+    pub fn plain(in_port: PortNo) -> FrameMeta {
+        FrameMeta {
+            in_port,
+            segments: 1,
+            partial_checksum: false,
+        }
+    }
+}
+
+/// Pipeline-wide counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// Frames whose path came from the microflow cache.
+    pub cache_hits: u64,
+    /// Frames classified through the tables.
+    pub cache_misses: u64,
+    /// Frames no entry matched in some table (dropped).
+    pub table_misses: u64,
+    /// Frames shorter than an Ethernet header (dropped).
+    pub runts: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Output(PortNo),
+    Flood,
+    InPort,
+    Normal,
+    Controller(PacketInRequest),
+    SetField(SetField),
+}
+
+/// The outcome of classifying one key: the entries it hit and what to do.
+#[derive(Debug)]
+struct CachedPath {
+    hits: Vec<(u8, RuleId)>,
+    steps: Vec<Step>,
+    /// Some table had no matching entry (the frame stopped there).
+    missed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    deadline: Instant,
+    table: u8,
+    id: RuleId,
+    seq: u64,
+}
+
+/// The switching core of one switch.
+#[derive(Debug)]
+pub struct Pipeline {
+    tables: Vec<FlowTable>,
+    cache: FxHashMap<FlowKey, CachedPath>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    next_seq: u64,
+    ports: Vec<PortNo>,
+    learning: MacLearning,
+    counters: PipelineCounters,
+    table_capacity: usize,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new()
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline: every table empty, so every frame is dropped.
+    pub fn new() -> Pipeline {
+        Pipeline {
+            tables: (0..N_TABLES).map(|_| FlowTable::default()).collect(),
+            cache: FxHashMap::default(),
+            timers: BinaryHeap::new(),
+            next_seq: 0,
+            ports: Vec::new(),
+            learning: MacLearning::default(),
+            counters: PipelineCounters::default(),
+            table_capacity: DEFAULT_TABLE_CAPACITY,
+        }
+    }
+
+    /// Limits the number of entries per table.
+    pub fn set_table_capacity(&mut self, capacity: usize) {
+        self.table_capacity = capacity;
+    }
+
+    /// The ports `flood` sends to (besides never the input port).
+    pub fn set_ports(&mut self, ports: &[PortNo]) {
+        self.ports = ports.to_vec();
+        self.learning.clear();
+    }
+
+    /// Pipeline-wide counters.
+    pub fn counters(&self) -> PipelineCounters {
+        self.counters
+    }
+
+    /// Entries across all tables.
+    pub fn flow_count(&self) -> usize {
+        self.tables.iter().map(FlowTable::len).sum()
+    }
+
+    /// Addresses learned by the `NORMAL` action.
+    pub fn learned_addresses(&self) -> usize {
+        self.learning.len()
+    }
+
+    /// Decides what to do with `frame`, rewriting it in place if an action
+    /// says so, and bumps the counters of the entries it hits.
+    pub fn process(&mut self, frame: &mut [u8], meta: FrameMeta, now: Instant, out: &mut Decision) {
+        out.clear();
+        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
+            self.counters.runts += 1;
+            return;
+        };
+        let Pipeline {
+            tables,
+            cache,
+            ports,
+            learning,
+            counters,
+            ..
+        } = self;
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        let path = match cache.entry(key) {
+            MapEntry::Occupied(hit) => {
+                counters.cache_hits += 1;
+                hit.into_mut()
+            }
+            MapEntry::Vacant(miss) => {
+                counters.cache_misses += 1;
+                miss.insert(classify(tables, key))
+            }
+        };
+        let bytes = frame.len() as u64;
+        for &(table, id) in &path.hits {
+            if let Some(entry) = tables[usize::from(table)].get_mut(id) {
+                entry.packets += u64::from(meta.segments);
+                entry.bytes += bytes;
+                entry.last_used = now;
+            }
+        }
+        for step in &path.steps {
+            match *step {
+                Step::Output(port) => {
+                    if port != meta.in_port {
+                        out.outputs.push(port);
+                    }
+                }
+                Step::Flood => flood(ports, meta.in_port, &mut out.outputs),
+                Step::InPort => out.outputs.push(meta.in_port),
+                Step::Controller(request) => out.controller = Some(request),
+                Step::Normal => {
+                    let vlan = key.vlan_tci() & 0x0fff;
+                    match learning.forward(vlan, key.eth_src(), key.eth_dst(), meta.in_port, now) {
+                        L2Decision::Port(port) => out.outputs.push(port),
+                        L2Decision::Flood => flood(ports, meta.in_port, &mut out.outputs),
+                        L2Decision::Drop => {}
+                    }
+                }
+                Step::SetField(field) => {
+                    if !out.outputs.is_empty() {
+                        let copy = frame.to_vec();
+                        for port in out.outputs.drain(..) {
+                            out.snapshots.push((port, copy.clone()));
+                        }
+                    }
+                    rewrite::apply(frame, &key, layout, meta.partial_checksum, field);
+                }
+            }
+        }
+        if path.missed {
+            counters.table_misses += 1;
+        }
+    }
+
+    /// Applies a flow-mod. Returns the removed entries that asked to be
+    /// reported (deletes). The tables are unchanged on error.
+    pub fn apply_flow_mod(
+        &mut self,
+        fm: &FlowMod,
+        now: Instant,
+    ) -> Result<Vec<FlowRemoved>, FlowModError> {
+        let spec = &fm.spec;
+        if spec.table >= N_TABLES && !(fm.all_tables && !matches!(fm.command, FlowModCommand::Add))
+        {
+            return Err(FlowModError::NoSuchTable {
+                table: spec.table,
+                n_tables: N_TABLES,
+            });
+        }
+        let mut removed = Vec::new();
+        match fm.command {
+            FlowModCommand::Add => {
+                spec.matcher.validate()?;
+                action::validate_actions(&spec.actions, spec.table, N_TABLES)?;
+                let masked = spec.matcher.to_masked();
+                let table = &mut self.tables[usize::from(spec.table)];
+                if table.len() >= self.table_capacity
+                    && table.find_strict(&masked, spec.priority).is_none()
+                {
+                    return Err(FlowModError::TableFull {
+                        table: spec.table,
+                        capacity: self.table_capacity,
+                    });
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let (id, _replaced) = table.insert(Entry {
+                    spec: spec.clone(),
+                    masked,
+                    seq,
+                    installed: now,
+                    last_used: now,
+                    packets: 0,
+                    bytes: 0,
+                });
+                if let Some(deadline) = first_deadline(spec, now, now) {
+                    self.timers.push(Reverse(Timer {
+                        deadline,
+                        table: spec.table,
+                        id,
+                        seq,
+                    }));
+                }
+            }
+            FlowModCommand::Modify { strict } => {
+                action::validate_actions(&spec.actions, spec.table, N_TABLES)?;
+                for (table, id) in self.select(fm, strict) {
+                    if let Some(entry) = self.tables[usize::from(table)].get_mut(id) {
+                        entry.spec.actions = spec.actions.clone();
+                    }
+                }
+            }
+            FlowModCommand::Delete { strict } => {
+                for (table, id) in self.select(fm, strict) {
+                    if let Some(entry) = self.tables[usize::from(table)].remove(id)
+                        && entry.spec.send_flow_removed
+                    {
+                        removed.push(FlowRemoved {
+                            reason: RemovedReason::Delete,
+                            stats: stats_of(&entry, now),
+                        });
+                    }
+                }
+            }
+        }
+        self.cache.clear();
+        Ok(removed)
+    }
+
+    /// Entries a modify or delete applies to.
+    fn select(&self, fm: &FlowMod, strict: bool) -> Vec<(u8, RuleId)> {
+        let filter = fm.spec.matcher.to_masked();
+        let cookie_ok =
+            |e: &Entry| e.spec.cookie & fm.cookie_mask == fm.spec.cookie & fm.cookie_mask;
+        let port_ok = |e: &Entry| {
+            fm.out_port
+                .is_none_or(|p| action::outputs_to(&e.spec.actions, p))
+        };
+        let tables: Vec<u8> = if fm.all_tables {
+            (0..N_TABLES).collect()
+        } else {
+            vec![fm.spec.table]
+        };
+        let mut selected = Vec::new();
+        for t in tables {
+            let table = &self.tables[usize::from(t)];
+            if strict {
+                if let Some(id) = table.find_strict(&filter, fm.spec.priority)
+                    && let Some(entry) = table.get(id)
+                    && cookie_ok(entry)
+                    && port_ok(entry)
+                {
+                    selected.push((t, id));
+                }
+                continue;
+            }
+            for id in table.ids() {
+                if let Some(entry) = table.get(id)
+                    && entry.masked.is_covered_by(&filter)
+                    && cookie_ok(entry)
+                    && port_ok(entry)
+                {
+                    selected.push((t, id));
+                }
+            }
+        }
+        selected
+    }
+
+    /// The earliest instant at which an entry may time out.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(t)| t.deadline)
+    }
+
+    /// Removes entries whose timeouts passed by `now`; returns those that
+    /// asked to be reported.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        let mut removed = Vec::new();
+        let mut changed = false;
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let table = &mut self.tables[usize::from(timer.table)];
+            let Some(entry) = table.get(timer.id) else {
+                continue;
+            };
+            if entry.seq != timer.seq {
+                continue; // The slot was reused by a later entry.
+            }
+            match expiry(entry, now) {
+                Some(reason) => {
+                    if let Some(entry) = table.remove(timer.id) {
+                        changed = true;
+                        if entry.spec.send_flow_removed {
+                            removed.push(FlowRemoved {
+                                reason,
+                                stats: stats_of(&entry, now),
+                            });
+                        }
+                    }
+                }
+                None => {
+                    if let Some(deadline) =
+                        first_deadline(&entry.spec, entry.installed, entry.last_used)
+                    {
+                        self.timers.push(Reverse(Timer { deadline, ..timer }));
+                    }
+                }
+            }
+        }
+        if changed {
+            self.cache.clear();
+        }
+        removed
+    }
+
+    /// Statistics of the entries `filter` covers, in `table` or all tables,
+    /// whose cookie matches under `cookie_mask`; ordered by table, then
+    /// descending priority.
+    pub fn flow_stats(
+        &self,
+        table: Option<u8>,
+        filter: &Match,
+        cookie: u64,
+        cookie_mask: u64,
+        now: Instant,
+    ) -> Vec<FlowStats> {
+        let filter = filter.to_masked();
+        let mut out = Vec::new();
+        for (t, flow_table) in self.tables.iter().enumerate() {
+            if table.is_some_and(|wanted| usize::from(wanted) != t) {
+                continue;
+            }
+            let mut entries: Vec<&Entry> = flow_table
+                .ids()
+                .filter_map(|id| flow_table.get(id))
+                .filter(|e| {
+                    e.masked.is_covered_by(&filter)
+                        && e.spec.cookie & cookie_mask == cookie & cookie_mask
+                })
+                .collect();
+            entries.sort_by_key(|e| (Reverse(e.spec.priority), e.seq));
+            out.extend(entries.into_iter().map(|e| stats_of(e, now)));
+        }
+        out
+    }
+}
+
+fn flood(ports: &[PortNo], in_port: PortNo, outputs: &mut Vec<PortNo>) {
+    outputs.extend(ports.iter().copied().filter(|&p| p != in_port));
+}
+
+/// Walks the tables from table 0 for `key`.
+fn classify(tables: &[FlowTable], mut key: FlowKey) -> CachedPath {
+    let mut path = CachedPath {
+        hits: Vec::new(),
+        steps: Vec::new(),
+        missed: false,
+    };
+    let mut table = 0u8;
+    loop {
+        let flow_table = &tables[usize::from(table)];
+        let Some(id) = flow_table.lookup(&key) else {
+            path.missed = true;
+            return path;
+        };
+        let Some(entry) = flow_table.get(id) else {
+            return path;
+        };
+        path.hits.push((table, id));
+        let mut next = None;
+        for action in &entry.spec.actions {
+            match *action {
+                Action::Output(port) => path.steps.push(Step::Output(port)),
+                Action::Flood => path.steps.push(Step::Flood),
+                Action::InPort => path.steps.push(Step::InPort),
+                Action::Normal => path.steps.push(Step::Normal),
+                Action::Controller { max_len } => {
+                    path.steps.push(Step::Controller(PacketInRequest {
+                        reason: PacketInReason::Action,
+                        table,
+                        cookie: entry.spec.cookie,
+                        max_len,
+                    }))
+                }
+                Action::SetField(field) => {
+                    path.steps.push(Step::SetField(field));
+                    rewrite::apply_to_key(&mut key, field);
+                }
+                Action::GotoTable(t) => next = Some(t),
+            }
+        }
+        match next {
+            Some(t) if t > table && t < N_TABLES => table = t,
+            _ => return path,
+        }
+    }
+}
+
+fn stats_of(entry: &Entry, now: Instant) -> FlowStats {
+    FlowStats {
+        spec: entry.spec.clone(),
+        duration: now.saturating_duration_since(entry.installed),
+        idle_age: now.saturating_duration_since(entry.last_used),
+        packets: entry.packets,
+        bytes: entry.bytes,
+    }
+}
+
+/// When an entry installed at `installed` and last hit at `last_used` times
+/// out, if ever.
+fn first_deadline(spec: &FlowSpec, installed: Instant, last_used: Instant) -> Option<Instant> {
+    let hard = (!spec.hard_timeout.is_zero()).then(|| installed + spec.hard_timeout);
+    let idle = (!spec.idle_timeout.is_zero()).then(|| last_used + spec.idle_timeout);
+    match (hard, idle) {
+        (Some(h), Some(i)) => Some(h.min(i)),
+        (h, i) => h.or(i),
+    }
+}
+
+/// Whether (and why) an entry has timed out at `now`.
+fn expiry(entry: &Entry, now: Instant) -> Option<RemovedReason> {
+    let spec = &entry.spec;
+    if !spec.hard_timeout.is_zero() && now >= entry.installed + spec.hard_timeout {
+        return Some(RemovedReason::HardTimeout);
+    }
+    if !spec.idle_timeout.is_zero() && now >= entry.last_used + spec.idle_timeout {
+        return Some(RemovedReason::IdleTimeout);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

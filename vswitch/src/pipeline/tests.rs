@@ -1,0 +1,583 @@
+//! Packet tests of the pipeline: frames built in the test go through it and the
+//! decisions and rewritten bytes are checked field by field.
+
+use super::*;
+use crate::flow::{IpPrefix, MacMatch, Match};
+use crate::testutil::{FrameBuilder, mac};
+use crate::wire::{EthernetFrame, IpPair, Ipv4Packet, TcpSegment, UdpDatagram};
+use std::time::Duration;
+
+fn pipeline() -> Pipeline {
+    let mut p = Pipeline::new();
+    p.set_ports(&[1, 2, 3, 4]);
+    p
+}
+
+fn add(p: &mut Pipeline, spec: FlowSpec, now: Instant) {
+    p.apply_flow_mod(&FlowMod::add(spec), now).unwrap();
+}
+
+fn run(p: &mut Pipeline, frame: &mut [u8], in_port: PortNo, now: Instant) -> Decision {
+    let mut d = Decision::default();
+    p.process(frame, FrameMeta::plain(in_port), now, &mut d);
+    d
+}
+
+fn dst_is(m: u8) -> Match {
+    Match {
+        eth_dst: Some(MacMatch::exact(mac(m))),
+        ..Match::default()
+    }
+}
+
+fn stats(p: &Pipeline, now: Instant) -> Vec<FlowStats> {
+    p.flow_stats(None, &Match::default(), 0, 0, now)
+}
+
+#[test]
+fn empty_pipeline_drops_and_counts_miss() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
+    assert!(run(&mut p, &mut frame, 1, now).is_drop());
+    assert_eq!(p.counters().table_misses, 1);
+    let mut runt = [0u8; 10];
+    assert!(run(&mut p, &mut runt, 1, now).is_drop());
+    assert_eq!(p.counters().runts, 1);
+}
+
+#[test]
+fn output_flood_in_port_and_never_back_out() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(3), vec![Action::Flood]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(4), vec![Action::InPort, Action::Output(1)]),
+        now,
+    );
+    let mut to2 = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    assert_eq!(run(&mut p, &mut to2, 1, now).outputs, vec![2]);
+    assert_eq!(
+        run(&mut p, &mut to2, 2, now).outputs,
+        Vec::<PortNo>::new(),
+        "output to the input port is dropped"
+    );
+    let mut to3 = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"")
+        .dst_mac(mac(3))
+        .build();
+    assert_eq!(run(&mut p, &mut to3, 2, now).outputs, vec![1, 3, 4]);
+    let mut to4 = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"")
+        .dst_mac(mac(4))
+        .build();
+    assert_eq!(run(&mut p, &mut to4, 1, now).outputs, vec![1]);
+}
+
+#[test]
+fn priorities_and_ties() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 5, Match::default(), vec![Action::Output(4)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(1),
+                ..Match::default()
+            },
+            vec![Action::Output(3)],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    assert_eq!(
+        run(&mut p, &mut frame, 1, now).outputs,
+        vec![2],
+        "equal priority: first installed wins"
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            11,
+            Match {
+                in_port: Some(1),
+                ..Match::default()
+            },
+            vec![Action::Output(3)],
+        ),
+        now,
+    );
+    assert_eq!(
+        run(&mut p, &mut frame, 1, now).outputs,
+        vec![3],
+        "a new higher priority entry beats the cached path"
+    );
+    let mut other = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"")
+        .dst_mac(mac(9))
+        .build();
+    assert_eq!(run(&mut p, &mut other, 2, now).outputs, vec![4]);
+}
+
+#[test]
+fn add_replaces_same_match_and_priority() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(2)]),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    run(&mut p, &mut frame, 1, now);
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(3)]),
+        now,
+    );
+    assert_eq!(p.flow_count(), 1);
+    assert_eq!(run(&mut p, &mut frame, 1, now).outputs, vec![3]);
+    assert_eq!(
+        stats(&p, now)[0].packets,
+        1,
+        "counters restart with the replacement"
+    );
+}
+
+#[test]
+fn strict_and_wildcard_delete() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let by_dst = dst_is(2);
+    let by_dst_and_port = Match {
+        in_port: Some(1),
+        ..dst_is(2)
+    };
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, by_dst.clone(), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 20, by_dst_and_port.clone(), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(3), vec![Action::Output(3)]),
+        now,
+    );
+    // Strict: exact match and priority only.
+    let strict_wrong_priority =
+        FlowMod::delete_strict(FlowSpec::new(0, 11, by_dst.clone(), vec![]));
+    p.apply_flow_mod(&strict_wrong_priority, now).unwrap();
+    assert_eq!(p.flow_count(), 3);
+    p.apply_flow_mod(
+        &FlowMod::delete_strict(FlowSpec::new(0, 10, by_dst.clone(), vec![])),
+        now,
+    )
+    .unwrap();
+    assert_eq!(p.flow_count(), 2);
+    // Wildcard: everything the filter covers, any priority.
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, by_dst.clone(), vec![Action::Output(2)]),
+        now,
+    );
+    let wildcard = FlowMod {
+        command: FlowModCommand::Delete { strict: false },
+        ..FlowMod::add(FlowSpec::new(0, 0, by_dst, vec![]))
+    };
+    p.apply_flow_mod(&wildcard, now).unwrap();
+    let left = stats(&p, now);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].spec.matcher, dst_is(3));
+}
+
+#[test]
+fn delete_filters_by_cookie_and_out_port_and_reports() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(2)]).with_cookie(0x1_0001),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(3), vec![Action::Output(3)]).with_cookie(0x1_0002),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(1, 10, dst_is(4), vec![Action::Output(4)])
+            .with_cookie(0x2_0001)
+            .with_idle_timeout(Duration::from_secs(60)),
+        now,
+    );
+    let by_cookie = FlowMod {
+        command: FlowModCommand::Delete { strict: false },
+        cookie_mask: 0xffff_0000,
+        all_tables: true,
+        ..FlowMod::add(FlowSpec::new(0, 0, Match::default(), vec![]).with_cookie(0x2_0000))
+    };
+    let removed = p.apply_flow_mod(&by_cookie, now).unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].reason, RemovedReason::Delete);
+    assert_eq!(p.flow_count(), 2);
+    let by_port = FlowMod {
+        command: FlowModCommand::Delete { strict: false },
+        out_port: Some(3),
+        ..FlowMod::add(FlowSpec::new(0, 0, Match::default(), vec![]))
+    };
+    p.apply_flow_mod(&by_port, now).unwrap();
+    let left = stats(&p, now);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].spec.cookie, 0x1_0001);
+}
+
+#[test]
+fn modify_strict_and_wildcard() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            20,
+            Match {
+                in_port: Some(1),
+                ..dst_is(2)
+            },
+            vec![Action::Output(2)],
+        ),
+        now,
+    );
+    let strict = FlowMod {
+        command: FlowModCommand::Modify { strict: true },
+        ..FlowMod::add(FlowSpec::new(0, 10, dst_is(2), vec![Action::Output(3)]))
+    };
+    p.apply_flow_mod(&strict, now).unwrap();
+    let actions: Vec<_> = stats(&p, now).into_iter().map(|s| s.spec.actions).collect();
+    assert_eq!(
+        actions,
+        vec![vec![Action::Output(2)], vec![Action::Output(3)]]
+    );
+    let wildcard = FlowMod {
+        command: FlowModCommand::Modify { strict: false },
+        ..FlowMod::add(FlowSpec::new(0, 0, dst_is(2), vec![Action::Output(4)]))
+    };
+    p.apply_flow_mod(&wildcard, now).unwrap();
+    assert!(
+        stats(&p, now)
+            .iter()
+            .all(|s| s.spec.actions == vec![Action::Output(4)])
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    assert_eq!(run(&mut p, &mut frame, 1, now).outputs, vec![4]);
+}
+
+#[test]
+fn invalid_flow_mods_change_nothing() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let bad_match = FlowSpec::new(
+        0,
+        1,
+        Match {
+            tp_dst: Some(80),
+            ..Match::default()
+        },
+        vec![],
+    );
+    assert!(matches!(
+        p.apply_flow_mod(&FlowMod::add(bad_match), now),
+        Err(FlowModError::Match(_))
+    ));
+    let bad_goto = FlowSpec::new(2, 1, Match::default(), vec![Action::GotoTable(1)]);
+    assert!(matches!(
+        p.apply_flow_mod(&FlowMod::add(bad_goto), now),
+        Err(FlowModError::Action(_))
+    ));
+    let bad_table = FlowSpec::new(N_TABLES, 1, Match::default(), vec![]);
+    assert!(matches!(
+        p.apply_flow_mod(&FlowMod::add(bad_table), now),
+        Err(FlowModError::NoSuchTable { .. })
+    ));
+    p.set_table_capacity(1);
+    add(&mut p, FlowSpec::new(0, 1, dst_is(1), vec![]), now);
+    let over = FlowSpec::new(0, 1, dst_is(2), vec![]);
+    assert!(matches!(
+        p.apply_flow_mod(&FlowMod::add(over), now),
+        Err(FlowModError::TableFull { .. })
+    ));
+    assert_eq!(p.flow_count(), 1);
+}
+
+#[test]
+fn goto_table_and_controller() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Controller { max_len: 128 }, Action::GotoTable(1)],
+        )
+        .with_cookie(7),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(1, 0, Match::default(), vec![Action::Flood]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(1, 10, dst_is(2), vec![Action::Output(2)]),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    let d = run(&mut p, &mut frame, 1, now);
+    assert_eq!(d.outputs, vec![2]);
+    assert_eq!(
+        d.controller,
+        Some(PacketInRequest {
+            reason: PacketInReason::Action,
+            table: 0,
+            cookie: 7,
+            max_len: 128
+        })
+    );
+    let mut unknown = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"")
+        .dst_mac(mac(9))
+        .build();
+    assert_eq!(run(&mut p, &mut unknown, 3, now).outputs, vec![1, 2, 4]);
+    let s = stats(&p, now);
+    assert_eq!(
+        s.iter().map(|f| f.packets).collect::<Vec<_>>(),
+        vec![2, 1, 1]
+    );
+}
+
+#[test]
+fn set_field_rewrites_and_later_tables_see_it() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let server: std::net::Ipv4Addr = "10.0.0.100".parse().unwrap();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                eth_type: Some(0x0800),
+                ..Match::default()
+            },
+            vec![
+                Action::SetField(SetField::Ipv4Dst(server)),
+                Action::SetField(SetField::EthDst(mac(5))),
+                Action::SetField(SetField::TpDst(8080)),
+                Action::GotoTable(1),
+            ],
+        ),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            1,
+            10,
+            Match {
+                eth_type: Some(0x0800),
+                ip_dst: Some(IpPrefix::host(server.into())),
+                eth_dst: Some(MacMatch::exact(mac(5))),
+                ..Match::default()
+            },
+            vec![Action::Output(3)],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::tcp4("10.0.0.1:40000", "10.0.0.2:80", b"GET /").build();
+    let d = run(&mut p, &mut frame, 1, now);
+    assert_eq!(d.outputs, vec![3]);
+    let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+    assert_eq!(eth.dst_addr(), mac(5));
+    assert_eq!(eth.src_addr(), mac(1));
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip.dst_addr(), server);
+    assert_eq!(
+        ip.src_addr(),
+        "10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert!(ip.verify_checksum());
+    let tcp = TcpSegment::new_checked(ip.payload()).unwrap();
+    assert_eq!((tcp.src_port(), tcp.dst_port()), (40000, 8080));
+    assert!(tcp.verify_checksum(IpPair::V4(ip.src_addr(), ip.dst_addr())));
+    assert_eq!(tcp.payload(), b"GET /");
+}
+
+#[test]
+fn output_before_rewrite_keeps_the_original() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            1,
+            Match::default(),
+            vec![
+                Action::Output(2),
+                Action::SetField(SetField::EthDst(mac(9))),
+                Action::Output(3),
+            ],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    let original = frame.clone();
+    let d = run(&mut p, &mut frame, 1, now);
+    assert_eq!(d.outputs, vec![3]);
+    assert_eq!(d.snapshots, vec![(2, original)]);
+    assert_eq!(
+        EthernetFrame::new_checked(&frame[..]).unwrap().dst_addr(),
+        mac(9)
+    );
+    let udp_ok = {
+        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        UdpDatagram::new_checked(ip.payload())
+            .unwrap()
+            .verify_checksum(IpPair::V4(ip.src_addr(), ip.dst_addr()))
+    };
+    assert!(udp_ok);
+}
+
+#[test]
+fn counters_count_segments_and_bytes() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 1, Match::default(), vec![Action::Output(2)]),
+        now,
+    );
+    let mut frame = FrameBuilder::tcp4("10.0.0.1:1", "10.0.0.2:2", &[7u8; 3000]).build();
+    let len = frame.len() as u64;
+    let mut d = Decision::default();
+    let meta = FrameMeta {
+        in_port: 1,
+        segments: 3,
+        partial_checksum: false,
+    };
+    p.process(&mut frame, meta, now, &mut d);
+    p.process(&mut frame, meta, now, &mut d);
+    let s = &stats(&p, now)[0];
+    assert_eq!((s.packets, s.bytes), (6, 2 * len));
+    assert_eq!(p.counters().cache_hits, 1);
+    assert_eq!(p.counters().cache_misses, 1);
+}
+
+#[test]
+fn idle_timeout_is_refreshed_by_traffic() {
+    let t0 = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 1, dst_is(2), vec![Action::Output(2)])
+            .with_idle_timeout(Duration::from_secs(10)),
+        t0,
+    );
+    assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    run(&mut p, &mut frame, 1, t0 + Duration::from_secs(8));
+    assert!(p.handle_timeout(t0 + Duration::from_secs(9)).is_empty());
+    assert!(
+        p.handle_timeout(t0 + Duration::from_secs(10)).is_empty(),
+        "hit at 8s moves expiry to 18s"
+    );
+    assert_eq!(p.flow_count(), 1);
+    assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_secs(18)));
+    let removed = p.handle_timeout(t0 + Duration::from_secs(18));
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].reason, RemovedReason::IdleTimeout);
+    assert_eq!(removed[0].stats.packets, 1);
+    assert_eq!(p.flow_count(), 0);
+    assert!(
+        run(&mut p, &mut frame, 1, t0 + Duration::from_secs(19)).is_drop(),
+        "the cache forgot the entry"
+    );
+    assert_eq!(p.poll_timeout(), None);
+}
+
+#[test]
+fn hard_timeout_ignores_traffic_and_replacement_resets_timers() {
+    let t0 = Instant::now();
+    let mut p = pipeline();
+    let mut spec = FlowSpec::new(0, 1, dst_is(2), vec![Action::Output(2)]);
+    spec.hard_timeout = Duration::from_secs(5);
+    add(&mut p, spec.clone(), t0);
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    run(&mut p, &mut frame, 1, t0 + Duration::from_secs(4));
+    // Re-adding at 3s replaces the entry; the stale timer must not remove the new one.
+    add(&mut p, spec, t0 + Duration::from_secs(3));
+    assert!(p.handle_timeout(t0 + Duration::from_secs(5)).is_empty());
+    assert_eq!(p.flow_count(), 1);
+    assert!(
+        p.handle_timeout(t0 + Duration::from_secs(8)).is_empty(),
+        "no send_flow_removed: removed silently"
+    );
+    assert_eq!(p.flow_count(), 0);
+}
+
+#[test]
+fn normal_action_learns() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(0, 0, Match::default(), vec![Action::Normal]),
+        now,
+    );
+    let mut a_to_b = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"").build();
+    let mut b_to_a = FrameBuilder::udp4("10.0.0.2:2", "10.0.0.1:1", b"")
+        .src_mac(mac(2))
+        .dst_mac(mac(1))
+        .build();
+    assert_eq!(run(&mut p, &mut a_to_b, 1, now).outputs, vec![2, 3, 4]);
+    assert_eq!(run(&mut p, &mut b_to_a, 3, now).outputs, vec![1]);
+    assert_eq!(
+        run(&mut p, &mut a_to_b, 1, now).outputs,
+        vec![3],
+        "cached path still consults learning"
+    );
+    assert_eq!(p.learned_addresses(), 2);
+}
