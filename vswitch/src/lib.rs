@@ -5,9 +5,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod classifier;
+pub mod datapath;
 pub mod flow;
+pub mod gso;
 pub mod learning;
+pub mod netns;
 pub mod pipeline;
+pub mod port;
 #[doc(hidden)]
 pub mod testutil;
 pub mod wire;

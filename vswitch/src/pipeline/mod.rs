@@ -283,38 +283,92 @@ impl Pipeline {
                 entry.last_used = now;
             }
         }
-        for step in &path.steps {
-            match *step {
-                Step::Output(port) => {
-                    if port != meta.in_port {
-                        out.outputs.push(port);
-                    }
-                }
-                Step::Flood => flood(ports, meta.in_port, &mut out.outputs),
-                Step::InPort => out.outputs.push(meta.in_port),
-                Step::Controller(request) => out.controller = Some(request),
-                Step::Normal => {
-                    let vlan = key.vlan_tci() & 0x0fff;
-                    match learning.forward(vlan, key.eth_src(), key.eth_dst(), meta.in_port, now) {
-                        L2Decision::Port(port) => out.outputs.push(port),
-                        L2Decision::Flood => flood(ports, meta.in_port, &mut out.outputs),
-                        L2Decision::Drop => {}
-                    }
-                }
-                Step::SetField(field) => {
-                    if !out.outputs.is_empty() {
-                        let copy = frame.to_vec();
-                        for port in out.outputs.drain(..) {
-                            out.snapshots.push((port, copy.clone()));
-                        }
-                    }
-                    rewrite::apply(frame, &key, layout, meta.partial_checksum, field);
-                }
-            }
-        }
+        run_steps(
+            &path.steps,
+            frame,
+            &key,
+            layout,
+            meta,
+            now,
+            ports,
+            learning,
+            out,
+        );
         if path.missed {
             counters.table_misses += 1;
         }
+    }
+
+    /// Runs an action list on a frame that did not come through the tables (a
+    /// packet-out). `goto_table` is not allowed here and is ignored.
+    pub fn execute_actions(
+        &mut self,
+        frame: &mut [u8],
+        meta: FrameMeta,
+        actions: &[Action],
+        now: Instant,
+        out: &mut Decision,
+    ) {
+        out.clear();
+        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
+            self.counters.runts += 1;
+            return;
+        };
+        let steps: Vec<Step> = actions
+            .iter()
+            .filter_map(|a| match *a {
+                Action::Output(p) => Some(Step::Output(p)),
+                Action::Flood => Some(Step::Flood),
+                Action::InPort => Some(Step::InPort),
+                Action::Normal => Some(Step::Normal),
+                Action::SetField(f) => Some(Step::SetField(f)),
+                Action::Controller { max_len } => Some(Step::Controller(PacketInRequest {
+                    reason: PacketInReason::Action,
+                    table: 0,
+                    cookie: u64::MAX,
+                    max_len,
+                })),
+                Action::GotoTable(_) => None,
+            })
+            .collect();
+        run_steps(
+            &steps,
+            frame,
+            &key,
+            layout,
+            meta,
+            now,
+            &self.ports,
+            &mut self.learning,
+            out,
+        );
+    }
+
+    /// Forwards a frame as a plain MAC-learning switch, bypassing the tables
+    /// (fail-mode standalone without a controller).
+    pub fn process_normal(
+        &mut self,
+        frame: &mut [u8],
+        meta: FrameMeta,
+        now: Instant,
+        out: &mut Decision,
+    ) {
+        out.clear();
+        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
+            self.counters.runts += 1;
+            return;
+        };
+        run_steps(
+            &[Step::Normal],
+            frame,
+            &key,
+            layout,
+            meta,
+            now,
+            &self.ports,
+            &mut self.learning,
+            out,
+        );
     }
 
     /// Applies a flow-mod. Returns the removed entries that asked to be
@@ -515,6 +569,50 @@ impl Pipeline {
 
 fn flood(ports: &[PortNo], in_port: PortNo, outputs: &mut Vec<PortNo>) {
     outputs.extend(ports.iter().copied().filter(|&p| p != in_port));
+}
+
+/// Carries out the steps of a path on one frame.
+#[allow(clippy::too_many_arguments)]
+fn run_steps(
+    steps: &[Step],
+    frame: &mut [u8],
+    key: &FlowKey,
+    layout: crate::flow::Layout,
+    meta: FrameMeta,
+    now: Instant,
+    ports: &[PortNo],
+    learning: &mut MacLearning,
+    out: &mut Decision,
+) {
+    for step in steps {
+        match *step {
+            Step::Output(port) => {
+                if port != meta.in_port {
+                    out.outputs.push(port);
+                }
+            }
+            Step::Flood => flood(ports, meta.in_port, &mut out.outputs),
+            Step::InPort => out.outputs.push(meta.in_port),
+            Step::Controller(request) => out.controller = Some(request),
+            Step::Normal => {
+                let vlan = key.vlan_tci() & 0x0fff;
+                match learning.forward(vlan, key.eth_src(), key.eth_dst(), meta.in_port, now) {
+                    L2Decision::Port(port) => out.outputs.push(port),
+                    L2Decision::Flood => flood(ports, meta.in_port, &mut out.outputs),
+                    L2Decision::Drop => {}
+                }
+            }
+            Step::SetField(field) => {
+                if !out.outputs.is_empty() {
+                    let copy = frame.to_vec();
+                    for port in out.outputs.drain(..) {
+                        out.snapshots.push((port, copy.clone()));
+                    }
+                }
+                rewrite::apply(frame, key, layout, meta.partial_checksum, field);
+            }
+        }
+    }
 }
 
 /// Walks the tables from table 0 for `key`.

@@ -1,0 +1,813 @@
+//! The I/O shell of a switch: one thread that polls the ports, moves frames in
+//! batches through the pipeline and out again, and talks to the controller
+//! agent through a command channel (woken by an eventfd) and an event channel.
+//! Frames go out of the very buffers they arrived in; only packet-ins,
+//! captures and segmentation for ports without offloads copy.
+
+use crate::flow::{Action, FlowMod, FlowStats, Match, PortNo};
+use crate::gso::{self, Segments};
+use crate::pipeline::{
+    Decision, FlowRemoved, FrameMeta, PacketInRequest, Pipeline, PipelineCounters,
+};
+use crate::port::{Port, PortInfo, RxBatch};
+use crate::wire::{VnetHeader, VnetRepr, vnet_hdr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TryRecvError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, info, warn};
+
+/// Packet-ins and capture batches waiting for the agent beyond this are dropped.
+pub const MAX_PENDING_EVENTS: usize = 1024;
+
+/// Frames one capture may hold between flushes before it drops.
+const CAPTURE_QUEUE: usize = 4096;
+
+/// Batches taken from one port before the others get a turn.
+const ROUNDS_PER_PORT: usize = 4;
+
+/// Counters of one port.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received (a super-frame counts once).
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received but not usable (runts, too large).
+    pub rx_dropped: u64,
+    /// Frames that could not be sent (no room, could not be segmented).
+    pub tx_dropped: u64,
+    /// Receive errors reported by the system.
+    pub rx_errors: u64,
+    /// Send errors reported by the system.
+    pub tx_errors: u64,
+}
+
+/// Switch-wide counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DatapathCounters {
+    /// Pipeline counters (cache, misses, runts).
+    pub pipeline: PipelineCounters,
+    /// Packet-ins handed to the agent.
+    pub packet_in_sent: u64,
+    /// Packet-ins dropped: no controller, or the agent fell behind.
+    pub packet_in_dropped: u64,
+    /// Super-frames segmented in software for ports without offloads.
+    pub segmented_frames: u64,
+}
+
+/// A port as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDescription {
+    /// Port number.
+    pub number: PortNo,
+    /// Static facts.
+    pub info: PortInfo,
+}
+
+/// A frame seen by a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedFrame {
+    /// Wall-clock time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Length before truncation to the snap length.
+    pub original_len: u32,
+    /// The bytes kept.
+    pub data: Vec<u8>,
+    /// Received on the port (true) or sent out of it (false).
+    pub inbound: bool,
+}
+
+/// The controller's state as far as the datapath cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControllerState {
+    /// Connected: packet-ins flow, tables come from the controller.
+    Connected,
+    /// Gone; installed flows keep working, packet-ins are dropped.
+    Disconnected,
+    /// Gone long enough that a standalone switch forwards as a learning switch.
+    FailOpen,
+}
+
+/// Requests to the datapath thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Change the flow tables.
+    FlowMod {
+        /// Transaction id for errors.
+        xid: u64,
+        /// The change.
+        flow_mod: FlowMod,
+    },
+    /// Answer once every earlier command is done.
+    Barrier {
+        /// Transaction id.
+        xid: u64,
+    },
+    /// Send a frame built by the controller.
+    PacketOut {
+        /// Transaction id for errors.
+        xid: u64,
+        /// Port the frame counts as coming from (0 = none).
+        in_port: PortNo,
+        /// What to do with it.
+        actions: Vec<Action>,
+        /// The frame.
+        data: Vec<u8>,
+        /// Its offload metadata.
+        vnet: VnetRepr,
+    },
+    /// Report flow statistics.
+    FlowStats {
+        /// Transaction id.
+        xid: u64,
+        /// One table or all.
+        table: Option<u8>,
+        /// Wildcard filter.
+        filter: Match,
+        /// Cookie filter value.
+        cookie: u64,
+        /// Cookie filter mask.
+        cookie_mask: u64,
+    },
+    /// Report port and datapath counters.
+    PortStats {
+        /// Transaction id.
+        xid: u64,
+    },
+    /// Start copying the frames of a port.
+    CaptureStart {
+        /// Capture id.
+        id: u64,
+        /// Port.
+        port: PortNo,
+        /// Bytes kept per frame.
+        snaplen: u32,
+    },
+    /// Stop a capture.
+    CaptureStop {
+        /// Capture id.
+        id: u64,
+    },
+    /// The controller connection changed.
+    Controller(ControllerState),
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// Reports from the datapath thread.
+#[derive(Debug)]
+pub enum Event {
+    /// A frame for the controller.
+    PacketIn {
+        /// Input port.
+        in_port: PortNo,
+        /// Why and from which entry.
+        request: PacketInRequest,
+        /// Length before truncation.
+        total_len: u32,
+        /// The (truncated) frame.
+        data: Vec<u8>,
+        /// Offload metadata of the frame.
+        vnet: VnetRepr,
+    },
+    /// An entry left the tables.
+    FlowRemoved(FlowRemoved),
+    /// Every command before the barrier is done.
+    BarrierReply {
+        /// Transaction id.
+        xid: u64,
+    },
+    /// Flow statistics.
+    FlowStats {
+        /// Transaction id.
+        xid: u64,
+        /// Entries.
+        flows: Vec<FlowStats>,
+    },
+    /// Port and datapath counters.
+    PortStats {
+        /// Transaction id.
+        xid: u64,
+        /// Per port.
+        ports: Vec<(PortDescription, PortCounters)>,
+        /// Switch-wide.
+        datapath: DatapathCounters,
+    },
+    /// A command failed.
+    Error {
+        /// Transaction id of the command.
+        xid: u64,
+        /// Why.
+        message: String,
+    },
+    /// Captured frames.
+    Capture {
+        /// Capture id.
+        id: u64,
+        /// Frames since the last report.
+        frames: Vec<CapturedFrame>,
+        /// Frames dropped so far.
+        dropped: u64,
+    },
+}
+
+/// Wakes the datapath thread from another thread.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    fn new() -> io::Result<Waker> {
+        // SAFETY: plain eventfd(2) call.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        Ok(Waker {
+            fd: Arc::new(unsafe { OwnedFd::from_raw_fd(raw) }),
+        })
+    }
+
+    /// Makes the next (or current) poll return.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to an eventfd.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live buffer from a non-blocking eventfd.
+        unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+}
+
+/// The agent's handle to a running datapath.
+#[derive(Debug, Clone)]
+pub struct DatapathHandle {
+    commands: mpsc::Sender<Command>,
+    waker: Waker,
+    /// Events sent and not yet consumed (packet-ins, captures).
+    pub pending: Arc<AtomicUsize>,
+}
+
+impl DatapathHandle {
+    /// Queues a command; false if the datapath has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        let ok = self.commands.send(command).is_ok();
+        self.waker.wake();
+        ok
+    }
+
+    /// Marks a bounded event (packet-in or capture) as consumed.
+    pub fn consumed(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+}
+
+struct Capture {
+    id: u64,
+    port_index: usize,
+    snaplen: usize,
+    frames: Vec<CapturedFrame>,
+    dropped: u64,
+}
+
+/// The datapath of one switch.
+pub struct Datapath {
+    pipeline: Pipeline,
+    ports: Vec<Box<dyn Port>>,
+    numbers: Vec<PortNo>,
+    counters: Vec<PortCounters>,
+    rx: Vec<RxBatch>,
+    /// Port number → index into `ports`.
+    index_of: Vec<Option<usize>>,
+    /// Per output port: indexes of frames in the current receive batch.
+    tx_lists: Vec<Vec<usize>>,
+    /// Per output port: frames that own their bytes (snapshots, packet-outs).
+    tx_owned: Vec<Vec<(VnetRepr, Vec<u8>)>>,
+    decision: Decision,
+    segments: Segments,
+    captures: Vec<Capture>,
+    controller: ControllerState,
+    stats: DatapathCounters,
+    events: UnboundedSender<Event>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath")
+            .field("ports", &self.numbers)
+            .finish()
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Wire packets a frame stands for.
+fn segments_of(frame_len: usize, vnet: &VnetRepr) -> u32 {
+    if !vnet.is_gso() || vnet.gso_size == 0 {
+        return 1;
+    }
+    let payload = frame_len.saturating_sub(usize::from(vnet.hdr_len));
+    u32::try_from(payload.div_ceil(usize::from(vnet.gso_size)).max(1)).unwrap_or(u32::MAX)
+}
+
+impl Datapath {
+    /// A datapath over `ports` (number, backend), reporting to `events`.
+    /// Starts with empty tables and no controller.
+    pub fn new(ports: Vec<(PortNo, Box<dyn Port>)>, events: UnboundedSender<Event>) -> Datapath {
+        let max = ports.iter().map(|(n, _)| *n as usize).max().unwrap_or(0);
+        let mut index_of = vec![None; max + 1];
+        for (i, (n, _)) in ports.iter().enumerate() {
+            index_of[*n as usize] = Some(i);
+        }
+        let numbers: Vec<PortNo> = ports.iter().map(|(n, _)| *n).collect();
+        let mut pipeline = Pipeline::new();
+        pipeline.set_ports(&numbers);
+        let count = ports.len();
+        Datapath {
+            pipeline,
+            ports: ports.into_iter().map(|(_, p)| p).collect(),
+            numbers,
+            counters: vec![PortCounters::default(); count],
+            rx: (0..count).map(|_| RxBatch::default()).collect(),
+            index_of,
+            tx_lists: vec![Vec::new(); count],
+            tx_owned: vec![Vec::new(); count],
+            decision: Decision::default(),
+            segments: Segments::default(),
+            captures: Vec::new(),
+            controller: ControllerState::Disconnected,
+            stats: DatapathCounters::default(),
+            events,
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The ports, for the controller's hello.
+    pub fn port_descriptions(&self) -> Vec<PortDescription> {
+        self.numbers
+            .iter()
+            .zip(&self.ports)
+            .map(|(n, p)| PortDescription {
+                number: *n,
+                info: p.info().clone(),
+            })
+            .collect()
+    }
+
+    /// Starts the datapath thread.
+    pub fn spawn(self, name: &str) -> io::Result<(DatapathHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel();
+        let waker = Waker::new()?;
+        let handle = DatapathHandle {
+            commands: tx,
+            waker: waker.clone(),
+            pending: self.pending.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("datapath-{name}"))
+            .spawn(move || self.run(rx, waker))?;
+        Ok((handle, thread))
+    }
+
+    fn run(mut self, commands: mpsc::Receiver<Command>, waker: Waker) {
+        let mut pollfds: Vec<libc::pollfd> = std::iter::once(waker.fd.as_raw_fd())
+            .chain(self.ports.iter().map(|p| p.fd().unwrap_or(-1)))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        info!(ports = self.ports.len(), "datapath running");
+        loop {
+            let timeout_ms = match self.pipeline.poll_timeout() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    // Round up so we do not spin just before a deadline.
+                    i32::try_from(wait.as_millis() + 1).unwrap_or(i32::MAX)
+                }
+                None => 1000,
+            };
+            let timeout_ms = if self.captures.iter().any(|c| !c.frames.is_empty()) {
+                0
+            } else {
+                timeout_ms
+            };
+            // SAFETY: `pollfds` is a live, correctly sized array of pollfd.
+            let ready = unsafe {
+                libc::poll(
+                    pollfds.as_mut_ptr(),
+                    pollfds.len() as libc::nfds_t,
+                    timeout_ms,
+                )
+            };
+            if ready < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    warn!(error = %err, "poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if pollfds[0].revents != 0 {
+                waker.drain();
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                            info!("datapath stopping");
+                            return;
+                        }
+                        Ok(command) => self.handle_command(command, now),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+            }
+            for i in 0..self.ports.len() {
+                if pollfds[i + 1].revents & (libc::POLLIN | libc::POLLERR) == 0 {
+                    continue;
+                }
+                for _ in 0..ROUNDS_PER_PORT {
+                    let n = match self.ports[i].recv_batch(&mut self.rx[i]) {
+                        Ok(n) => n,
+                        Err(err) => {
+                            self.counters[i].rx_errors += 1;
+                            debug!(port = %self.ports[i].info().name, error = %err, "receive failed");
+                            0
+                        }
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    self.process_batch(i, n, now);
+                    if n < self.rx[i].capacity() {
+                        break;
+                    }
+                }
+            }
+            for removed in self.pipeline.handle_timeout(now) {
+                let _ = self.events.send(Event::FlowRemoved(removed));
+            }
+            self.flush_captures();
+        }
+    }
+
+    fn send_bounded(&mut self, event: Event) -> bool {
+        if self.pending.load(Ordering::Relaxed) >= MAX_PENDING_EVENTS {
+            return false;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.events.send(event).is_ok()
+    }
+
+    fn process_batch(&mut self, i: usize, n: usize, now: Instant) {
+        let in_port = self.numbers[i];
+        for k in 0..n {
+            let vnet = self.rx[i].vnet(k);
+            let frame_len = self.rx[i].frame(k).len();
+            self.counters[i].rx_packets += 1;
+            self.counters[i].rx_bytes += frame_len as u64;
+            if !self.captures.is_empty() {
+                capture(&mut self.captures, i, self.rx[i].frame(k), true);
+            }
+            let meta = FrameMeta {
+                in_port,
+                segments: segments_of(frame_len, &vnet),
+                partial_checksum: vnet.needs_checksum(),
+            };
+            let frame = self.rx[i].frame_mut(k);
+            if self.controller == ControllerState::FailOpen {
+                self.pipeline
+                    .process_normal(frame, meta, now, &mut self.decision);
+            } else {
+                self.pipeline.process(frame, meta, now, &mut self.decision);
+            }
+            if self.decision.is_drop() {
+                continue;
+            }
+            for &out in &self.decision.outputs {
+                if let Some(Some(j)) = self.index_of.get(out as usize) {
+                    self.tx_lists[*j].push(k);
+                }
+            }
+            for (out, bytes) in self.decision.snapshots.drain(..) {
+                if let Some(Some(j)) = self.index_of.get(out as usize) {
+                    self.tx_owned[*j].push((vnet, bytes));
+                }
+            }
+            if let Some(request) = self.decision.controller {
+                self.packet_in(i, k, request, vnet);
+            }
+        }
+        self.flush(Some(i));
+    }
+
+    fn packet_in(&mut self, i: usize, k: usize, request: PacketInRequest, vnet: VnetRepr) {
+        if self.controller != ControllerState::Connected {
+            self.stats.packet_in_dropped += 1;
+            return;
+        }
+        let frame = self.rx[i].frame(k);
+        let keep = match request.max_len {
+            0 => frame.len(),
+            n => frame.len().min(usize::from(n)),
+        };
+        let event = Event::PacketIn {
+            in_port: self.numbers[i],
+            request,
+            total_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+            data: frame[..keep].to_vec(),
+            vnet,
+        };
+        if self.send_bounded(event) {
+            self.stats.packet_in_sent += 1;
+        } else {
+            self.stats.packet_in_dropped += 1;
+        }
+    }
+
+    /// Sends what the last batch (of port `source`, if any) queued.
+    fn flush(&mut self, source: Option<usize>) {
+        for j in 0..self.ports.len() {
+            if self.tx_lists[j].is_empty() && self.tx_owned[j].is_empty() {
+                continue;
+            }
+            let offloads = self.ports[j].info().offloads;
+            let list = std::mem::take(&mut self.tx_lists[j]);
+            if let Some(i) = source
+                && !list.is_empty()
+            {
+                let rx = &self.rx[i];
+                if !self.captures.is_empty() {
+                    for &k in &list {
+                        capture(&mut self.captures, j, rx.frame(k), false);
+                    }
+                }
+                if offloads {
+                    let bytes: u64 = list.iter().map(|&k| rx.frame(k).len() as u64).sum();
+                    let sent = self.ports[j].send_batch(&mut list.iter().map(|&k| rx.with_vnet(k)));
+                    account(&mut self.counters[j], sent, list.len(), bytes);
+                } else {
+                    for &k in &list {
+                        send_without_offloads(
+                            self.ports[j].as_mut(),
+                            &mut self.counters[j],
+                            &mut self.stats,
+                            &mut self.segments,
+                            rx.frame(k),
+                            &rx.vnet(k),
+                        );
+                    }
+                }
+            }
+            let mut list = list;
+            list.clear();
+            self.tx_lists[j] = list;
+            let owned = std::mem::take(&mut self.tx_owned[j]);
+            for (vnet, mut bytes) in owned {
+                if !self.captures.is_empty() {
+                    capture(&mut self.captures, j, &bytes, false);
+                }
+                if offloads {
+                    let mut with_header = vec![0u8; vnet_hdr::HEADER_LEN];
+                    vnet.emit(&mut VnetHeader::new_unchecked(&mut with_header[..]));
+                    with_header.append(&mut bytes);
+                    let len = with_header.len() - vnet_hdr::HEADER_LEN;
+                    let sent = self.ports[j].send_batch(&mut std::iter::once(&with_header[..]));
+                    account(&mut self.counters[j], sent, 1, len as u64);
+                } else {
+                    send_without_offloads(
+                        self.ports[j].as_mut(),
+                        &mut self.counters[j],
+                        &mut self.stats,
+                        &mut self.segments,
+                        &bytes,
+                        &vnet,
+                    );
+                }
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::FlowMod { xid, flow_mod } => {
+                match self.pipeline.apply_flow_mod(&flow_mod, now) {
+                    Ok(removed) => {
+                        for r in removed {
+                            let _ = self.events.send(Event::FlowRemoved(r));
+                        }
+                    }
+                    Err(err) => {
+                        let _ = self.events.send(Event::Error {
+                            xid,
+                            message: err.to_string(),
+                        });
+                    }
+                }
+            }
+            Command::Barrier { xid } => {
+                let _ = self.events.send(Event::BarrierReply { xid });
+            }
+            Command::PacketOut {
+                xid,
+                in_port,
+                actions,
+                mut data,
+                vnet,
+            } => {
+                if data.len() < crate::wire::ethernet::HEADER_LEN {
+                    let _ = self.events.send(Event::Error {
+                        xid,
+                        message: "packet-out frame shorter than an Ethernet header".into(),
+                    });
+                    return;
+                }
+                let meta = FrameMeta {
+                    in_port,
+                    segments: segments_of(data.len(), &vnet),
+                    partial_checksum: vnet.needs_checksum(),
+                };
+                self.pipeline
+                    .execute_actions(&mut data, meta, &actions, now, &mut self.decision);
+                let outputs = std::mem::take(&mut self.decision.outputs);
+                for out in &outputs {
+                    if let Some(Some(j)) = self.index_of.get(*out as usize) {
+                        self.tx_owned[*j].push((vnet, data.clone()));
+                    }
+                }
+                self.decision.outputs = outputs;
+                for (out, bytes) in self.decision.snapshots.drain(..) {
+                    if let Some(Some(j)) = self.index_of.get(out as usize) {
+                        self.tx_owned[*j].push((vnet, bytes));
+                    }
+                }
+                self.flush(None);
+            }
+            Command::FlowStats {
+                xid,
+                table,
+                filter,
+                cookie,
+                cookie_mask,
+            } => {
+                let flows = self
+                    .pipeline
+                    .flow_stats(table, &filter, cookie, cookie_mask, now);
+                let _ = self.events.send(Event::FlowStats { xid, flows });
+            }
+            Command::PortStats { xid } => {
+                let mut ports = Vec::new();
+                for (i, description) in self.port_descriptions().into_iter().enumerate() {
+                    let mut counters = self.counters[i];
+                    counters.tx_dropped += self.ports[i].dropped();
+                    ports.push((description, counters));
+                }
+                let mut datapath = self.stats;
+                datapath.pipeline = self.pipeline.counters();
+                let _ = self.events.send(Event::PortStats {
+                    xid,
+                    ports,
+                    datapath,
+                });
+            }
+            Command::CaptureStart { id, port, snaplen } => match self.index_of.get(port as usize) {
+                Some(Some(port_index)) => {
+                    let snaplen = if snaplen == 0 {
+                        65_535
+                    } else {
+                        snaplen as usize
+                    };
+                    info!(capture = id, port, "capture started");
+                    self.captures.push(Capture {
+                        id,
+                        port_index: *port_index,
+                        snaplen,
+                        frames: Vec::new(),
+                        dropped: 0,
+                    });
+                }
+                _ => {
+                    let _ = self.events.send(Event::Error {
+                        xid: id,
+                        message: format!("no port {port} to capture"),
+                    });
+                }
+            },
+            Command::CaptureStop { id } => {
+                self.flush_captures();
+                self.captures.retain(|c| c.id != id);
+                info!(capture = id, "capture stopped");
+            }
+            Command::Controller(state) => {
+                if state != self.controller {
+                    info!(?state, "controller state");
+                }
+                self.controller = state;
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn flush_captures(&mut self) {
+        for c in 0..self.captures.len() {
+            if self.captures[c].frames.is_empty() {
+                continue;
+            }
+            let frames = std::mem::take(&mut self.captures[c].frames);
+            let event = Event::Capture {
+                id: self.captures[c].id,
+                frames,
+                dropped: self.captures[c].dropped,
+            };
+            if !self.send_bounded(event) {
+                self.captures[c].dropped += 1;
+            }
+        }
+    }
+}
+
+fn account(counters: &mut PortCounters, sent: io::Result<usize>, queued: usize, bytes: u64) {
+    match sent {
+        Ok(n) => {
+            counters.tx_packets += n as u64;
+            counters.tx_dropped += (queued - n.min(queued)) as u64;
+            if n == queued {
+                counters.tx_bytes += bytes;
+            }
+        }
+        Err(_) => {
+            counters.tx_errors += 1;
+            counters.tx_dropped += queued as u64;
+        }
+    }
+}
+
+/// Sends one frame through a port that cannot take offload metadata:
+/// segments super-frames and completes partial checksums first.
+fn send_without_offloads(
+    port: &mut dyn Port,
+    counters: &mut PortCounters,
+    stats: &mut DatapathCounters,
+    segments: &mut Segments,
+    frame: &[u8],
+    vnet: &VnetRepr,
+) {
+    if !vnet.is_gso() && !vnet.needs_checksum() {
+        let sent = port.send_batch(&mut std::iter::once(frame));
+        account(counters, sent, 1, frame.len() as u64);
+        return;
+    }
+    match gso::segment(frame, vnet, segments) {
+        Ok(()) => {
+            if vnet.is_gso() {
+                stats.segmented_frames += 1;
+            }
+            let bytes: u64 = segments.iter().map(|s| s.len() as u64).sum();
+            let sent = port.send_batch(&mut segments.iter());
+            account(counters, sent, segments.len(), bytes);
+        }
+        Err(_) => counters.tx_dropped += 1,
+    }
+}
+
+fn capture(captures: &mut [Capture], port_index: usize, frame: &[u8], inbound: bool) {
+    for c in captures.iter_mut().filter(|c| c.port_index == port_index) {
+        if c.frames.len() >= CAPTURE_QUEUE {
+            c.dropped += 1;
+            continue;
+        }
+        c.frames.push(CapturedFrame {
+            timestamp_ns: now_ns(),
+            original_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+            data: frame[..frame.len().min(c.snaplen)].to_vec(),
+            inbound,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
