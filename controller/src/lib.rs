@@ -1,1 +1,7 @@
-//! placeholder
+//! The controller of the software-defined network: the topology model and its
+//! validation, the southbound server that programs switches, the L2
+//! application, the management API, lab provisioning in network namespaces,
+//! and the pieces of the `sdn` command-line tool.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod topology;

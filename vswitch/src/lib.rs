@@ -4,6 +4,7 @@
 //! that runs them (`datapath`, `agent`).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod agent;
 pub mod classifier;
 pub mod datapath;
 pub mod flow;

@@ -1,0 +1,95 @@
+//! The topology file as written: serde types that refuse unknown fields and
+//! remember where each value came from. Nothing here is checked beyond its
+//! shape; `validate` turns it into the typed model.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A whole topology file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopology {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) controller: Option<Spanned<RawController>>,
+    #[serde(default)]
+    pub(crate) networks: Vec<Spanned<RawNetwork>>,
+    #[serde(default)]
+    pub(crate) switches: Vec<Spanned<RawSwitch>>,
+    #[serde(default)]
+    pub(crate) hosts: Vec<Spanned<RawHost>>,
+    #[serde(default)]
+    pub(crate) links: Vec<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Controller settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawController {
+    #[serde(default)]
+    pub(crate) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) mac_aging: Option<Spanned<u64>>,
+}
+
+/// A virtual network (a cloud VNet/VPC).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    pub(crate) name: Spanned<String>,
+    pub(crate) cidr: Spanned<String>,
+    #[serde(default)]
+    pub(crate) subnets: Vec<Spanned<RawSubnet>>,
+}
+
+/// A subnet of a network.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubnet {
+    pub(crate) name: Spanned<String>,
+    pub(crate) cidr: Spanned<String>,
+}
+
+/// A switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSwitch {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) fail_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ports: Vec<Spanned<RawPort>>,
+}
+
+/// A switch port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPort {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) number: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) offloads: Option<Spanned<bool>>,
+}
+
+/// A host (a network namespace).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) interfaces: Vec<Spanned<RawInterface>>,
+}
+
+/// A network interface of a host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInterface {
+    pub(crate) name: Spanned<String>,
+    pub(crate) subnet: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) mac: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) mtu: Option<Spanned<u32>>,
+}

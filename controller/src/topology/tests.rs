@@ -1,0 +1,259 @@
+//! Topology parsing and validation: the demo file, and each kind of mistake
+//! reported with file, line, path and reason.
+
+use super::*;
+use std::path::Path;
+
+const DEMO: &str = include_str!("../../../topologies/demo.yaml");
+
+fn errors_of(text: &str) -> TopologyErrors {
+    parse(text, Path::new("lab.yaml")).expect_err("the file should be refused")
+}
+
+/// The demo file with one line replaced.
+fn demo_with(from: &str, to: &str) -> String {
+    assert!(DEMO.contains(from), "demo has no {from:?}");
+    DEMO.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> u64 {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in text") as u64
+        + 1
+}
+
+#[test]
+fn demo_is_valid() {
+    let topo = parse(DEMO, Path::new("demo.yaml")).unwrap();
+    assert_eq!(topo.name, "demo");
+    assert_eq!(topo.hosts.len(), 3);
+    assert_eq!(
+        topo.switches[0]
+            .ports
+            .iter()
+            .map(|p| p.number)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let h2 = &topo.host("h2").unwrap().interfaces[0];
+    assert_eq!(h2.address, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(h2.prefix_len, 24);
+    assert!(!h2.mac.is_multicast() && h2.mac.0[0] == 0x02);
+    assert_ne!(h2.mac, topo.host("h1").unwrap().interfaces[0].mac);
+    assert_eq!(topo.namespace_of("h1"), "demo-h1");
+    assert_eq!(
+        topo.namespaces(),
+        vec!["demo-h1", "demo-h2", "demo-h3", "demo-sw1"]
+    );
+    assert_eq!(topo.links.len(), 3);
+    assert_eq!(topo.controller.listen, Listen::Unix);
+}
+
+#[test]
+fn unknown_field() {
+    let text = demo_with(
+        "    fail_mode: secure",
+        "    fail_mode: secure\n    colour: blue",
+    );
+    let e = errors_of(&text);
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].line, Some(line_of(&text, "colour")));
+    assert!(e.errors[0].reason.contains("unknown field `colour`"), "{e}");
+    assert!(e.to_string().starts_with("lab.yaml:"), "{e}");
+    assert!(
+        e.to_string().contains("colour: blue"),
+        "quotes the line: {e}"
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    let text = demo_with("  - name: h3\n", "  - name: h2\n");
+    let e = errors_of(&text);
+    let dup = e
+        .errors
+        .iter()
+        .find(|x| x.reason.contains("already used"))
+        .expect("duplicate reported");
+    assert_eq!(dup.path, "hosts[2].name");
+    assert_eq!(dup.line, Some(line_of(&text, "- name: h2") + 3));
+    let text = demo_with("      - name: p3", "      - name: p2");
+    let e = errors_of(&text);
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason == "switch sw1 has two ports named p2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn link_to_missing_port_or_node() {
+    let text = demo_with("[h3:eth0, sw1:p3]", "[h3:eth0, sw1:p9]");
+    let e = errors_of(&text);
+    let missing = &e.errors[0];
+    assert_eq!(missing.path, "links[2][1]");
+    assert_eq!(missing.reason, "sw1 has no port or interface named p9");
+    assert_eq!(missing.line, Some(line_of(&text, "sw1:p9")));
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason.contains("sw1:p3 is not linked")),
+        "{e}"
+    );
+    let e = errors_of(&demo_with("[h3:eth0, sw1:p3]", "[h3:eth0, sw9:p3]"));
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason == "no host or switch named sw9"),
+        "{e}"
+    );
+    let e = errors_of(&demo_with("[h3:eth0, sw1:p3]", "[h3:eth0, sw1:p1]"));
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason.contains("sw1:p1 is already linked by links[0][1]")),
+        "{e}"
+    );
+    let e = errors_of(&demo_with("[h3:eth0, sw1:p3]", "[h3-eth0, sw1:p3]"));
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason.contains("want node:device")),
+        "{e}"
+    );
+}
+
+#[test]
+fn address_outside_subnet_and_prefix_mismatch() {
+    let text = demo_with("address: 10.0.0.3/24", "address: 10.0.1.3/24");
+    let e = errors_of(&text);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "hosts[2].interfaces[0].address");
+    assert_eq!(
+        e.errors[0].reason,
+        "10.0.1.3 is not inside subnet vnet1/web (10.0.0.0/24)"
+    );
+    assert_eq!(e.errors[0].line, Some(line_of(&text, "10.0.1.3")));
+    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.3/16"));
+    assert!(e.errors[0].reason.contains("prefix /16 differs"), "{e}");
+    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.255"));
+    assert!(e.errors[0].reason.contains("broadcast"), "{e}");
+    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.2"));
+    assert!(
+        e.errors[0]
+            .reason
+            .contains("already assigned to hosts[1].interfaces[0]"),
+        "{e}"
+    );
+    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: ten"));
+    assert!(e.errors[0].reason.contains("malformed address"), "{e}");
+}
+
+#[test]
+fn subnets_inside_networks_and_not_overlapping() {
+    let e = errors_of(&demo_with(
+        "        cidr: 10.0.0.0/24\n",
+        "        cidr: 10.0.0.0/24\n      - name: app\n        cidr: 10.0.0.128/25\n      - name: db\n        cidr: 10.1.0.0/24\n",
+    ));
+    let reasons: Vec<&str> = e.errors.iter().map(|x| x.reason.as_str()).collect();
+    assert!(
+        reasons.contains(&"subnet 10.0.0.128/25 overlaps subnet web (10.0.0.0/24)"),
+        "{e}"
+    );
+    assert!(
+        reasons.contains(&"subnet 10.1.0.0/24 is not inside network vnet1 (10.0.0.0/16)"),
+        "{e}"
+    );
+    assert_eq!(e.errors[0].path, "networks[0].subnets[1].cidr");
+}
+
+#[test]
+fn malformed_cidrs() {
+    let e = errors_of(&demo_with("cidr: 10.0.0.0/16", "cidr: 10.0.0/16"));
+    assert!(
+        e.errors[0].reason.contains("malformed CIDR \"10.0.0/16\""),
+        "{e}"
+    );
+    assert_eq!(e.errors[0].path, "networks[0].cidr");
+    let e = errors_of(&demo_with("cidr: 10.0.0.0/24", "cidr: 10.0.0.1/24"));
+    assert!(
+        e.errors[0]
+            .reason
+            .contains("has host bits set; did you mean 10.0.0.0/24?"),
+        "{e}"
+    );
+}
+
+#[test]
+fn collects_every_error_at_once() {
+    let text = demo_with("fail_mode: secure", "fail_mode: open")
+        .replacen("address: 10.0.0.1/24", "address: 192.168.0.1/24", 1)
+        .replacen("name: demo", "name: Demo!", 1);
+    let e = errors_of(&text);
+    assert_eq!(e.errors.len(), 3, "{e}");
+    let paths: Vec<&str> = e.errors.iter().map(|x| x.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "name",
+            "switches[0].fail_mode",
+            "hosts[0].interfaces[0].address"
+        ]
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_have_locations() {
+    let e = errors_of("name: demo\nswitches: [\n");
+    assert!(e.errors[0].line.is_some(), "{e}");
+    let e = errors_of(
+        "name: demo\nswitches:\n  - name: sw1\n    ports:\n      - name: p1\n        number: -3\n",
+    );
+    assert_eq!(e.errors[0].line, Some(6), "{e}");
+    let e = errors_of("switches: []\n");
+    assert!(e.errors[0].reason.contains("missing field `name`"), "{e}");
+    assert!(
+        load(Path::new("/nonexistent/topology.yaml"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read")
+    );
+}
+
+#[test]
+fn controller_settings() {
+    let text = demo_with(
+        "name: demo\n",
+        "name: demo\ncontroller:\n  listen: tcp:127.0.0.1:6653\n  mac_aging: 60\n",
+    );
+    let topo = parse(&text, Path::new("x.yaml")).unwrap();
+    assert_eq!(
+        topo.controller.listen,
+        Listen::Tcp("127.0.0.1:6653".parse().unwrap())
+    );
+    assert_eq!(
+        topo.controller.mac_aging,
+        std::time::Duration::from_secs(60)
+    );
+    let e = errors_of(&demo_with(
+        "name: demo\n",
+        "name: demo\ncontroller:\n  listen: nowhere\n",
+    ));
+    assert!(e.errors[0].reason.contains("want \"unix\""), "{e}");
+}
+
+#[test]
+fn macs_and_mtus() {
+    let e = errors_of(&demo_with(
+        "address: 10.0.0.1/24 }",
+        "address: 10.0.0.1/24, mac: \"01:00:5e:00:00:01\", mtu: 20 }",
+    ));
+    let reasons: Vec<&str> = e.errors.iter().map(|x| x.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("not a unicast address")),
+        "{e}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("MTU 20")), "{e}");
+}
