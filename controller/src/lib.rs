@@ -4,4 +4,11 @@
 //! and the pieces of the `sdn` command-line tool.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
+pub mod client;
+pub mod l2;
+pub mod lab;
+pub mod pcap;
+pub mod reconcile;
+pub mod server;
 pub mod topology;

@@ -1,0 +1,240 @@
+//! The `sdn` command line: argument definitions and dispatch. Each command
+//! lives in its own module.
+
+mod capture;
+mod flows;
+mod labs;
+mod status;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Software-defined network labs in Linux network namespaces.
+#[derive(Debug, Parser)]
+#[command(name = "sdn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bring up the lab a topology file describes (needs root).
+    Up {
+        /// Topology file.
+        topology: PathBuf,
+        /// Restart the stopped components of a lab that is partly up.
+        #[arg(long)]
+        resume: bool,
+        /// Seconds to wait for every switch to be connected and synced.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Remove a lab: its processes, namespaces and veth pairs (needs root).
+    Down {
+        /// Topology file of the lab (or use --lab).
+        topology: Option<PathBuf>,
+        /// Lab name instead of a topology file.
+        #[arg(long, conflicts_with = "topology")]
+        lab: Option<String>,
+        /// Without a record of the lab, delete the namespaces its topology names.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the labs that are up: processes, switches, hosts, logs.
+    Status {
+        /// Only this lab.
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a switch's flow tables, as the switch holds them.
+    DumpFlows {
+        /// Switch name.
+        switch: String,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<u32>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a switch's port and datapath counters.
+    DumpPorts {
+        /// Switch name.
+        switch: String,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the frames crossing a switch port to a pcap file.
+    Capture {
+        /// Switch name.
+        switch: String,
+        /// Port name (or number).
+        port: String,
+        /// Output file (`-` for standard output).
+        #[arg(short = 'w', long = "write")]
+        write: PathBuf,
+        /// Stop after this many frames.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Bytes kept per frame.
+        #[arg(long, default_value_t = 65535)]
+        snaplen: u32,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+    },
+    /// Check a topology file without creating anything.
+    Validate {
+        /// Topology file.
+        topology: PathBuf,
+    },
+    /// Run the controller of a lab in the foreground (`sdn up` starts it for you).
+    Controller {
+        /// Topology file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Where to listen: unix:/path or tcp:host:port.
+        #[arg(long)]
+        listen: String,
+    },
+}
+
+/// Runs the command line.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sdn: error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            if let Some(topology_errors) = error.downcast_ref::<crate::topology::TopologyErrors>() {
+                eprintln!(
+                    "sdn: the topology file has {} problem(s):\n{topology_errors}",
+                    topology_errors.errors.len()
+                );
+            } else {
+                eprintln!("sdn: error: {error:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Up {
+            topology,
+            resume,
+            timeout,
+        } => labs::up(&topology, resume, Duration::from_secs(timeout)).await,
+        Command::Down {
+            topology,
+            lab,
+            force,
+        } => labs::down(topology.as_deref(), lab.as_deref(), force),
+        Command::Status { lab, json } => status::status(lab.as_deref(), json).await,
+        Command::DumpFlows {
+            switch,
+            lab,
+            table,
+            json,
+        } => flows::dump_flows(&switch, lab.as_deref(), table, json).await,
+        Command::DumpPorts { switch, lab, json } => {
+            flows::dump_ports(&switch, lab.as_deref(), json).await
+        }
+        Command::Capture {
+            switch,
+            port,
+            write,
+            count,
+            duration,
+            snaplen,
+            lab,
+        } => {
+            let limits = capture::Limits {
+                count,
+                duration: duration.map(Duration::from_secs_f64),
+            };
+            capture::capture(&switch, &port, &write, limits, snaplen, lab.as_deref()).await
+        }
+        Command::Validate { topology } => labs::validate(&topology),
+        Command::Controller { topology, listen } => run_controller(&topology, &listen).await,
+    }
+}
+
+async fn run_controller(topology: &std::path::Path, listen: &str) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let topology = crate::topology::load(topology)?;
+    let address = if let Some(path) = listen.strip_prefix("unix:") {
+        crate::server::ListenAddress::Unix(PathBuf::from(path))
+    } else {
+        let addr = listen.strip_prefix("tcp:").unwrap_or(listen);
+        crate::server::ListenAddress::Tcp(
+            addr.parse()
+                .with_context(|| format!("--listen {listen}: want unix:/path or tcp:host:port"))?,
+        )
+    };
+    tracing::info!(lab = %topology.name, "controller starting");
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("controller stopping");
+    };
+    crate::server::serve(topology, address, shutdown).await
+}
+
+/// The record of the lab a command is about: the one named, or the only one up.
+fn resolve_lab(name: Option<&str>) -> Result<crate::lab::record::LabRecord> {
+    use crate::lab::record::LabRecord;
+    if let Some(name) = name {
+        return LabRecord::load(name)?.with_context(|| format!("lab {name} is not up"));
+    }
+    let labs = LabRecord::all();
+    match labs.len() {
+        0 => bail!("no lab is up; start one with `sdn up FILE`"),
+        1 => Ok(labs.into_iter().next().expect("one lab")),
+        _ => {
+            let names: Vec<String> = labs.iter().map(|l| l.name.clone()).collect();
+            bail!(
+                "several labs are up ({}); pick one with --lab",
+                names.join(", ")
+            )
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A small synchronous rtnetlink client for building labs: veth pairs whose
+//! ends are born in their namespaces, addresses, MTU, link state. The socket
+//! lives in the network namespace of the thread that opens it.
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use sdn_vswitch::wire::EthernetAddress;
+use std::ffi::CString;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+/// One end of a veth pair to create.
+#[derive(Debug, Clone)]
+pub struct VethEnd {
+    /// Device name in its namespace.
+    pub name: String,
+    /// An open descriptor of the namespace it is born in.
+    pub netns_fd: RawFd,
+    /// Ethernet address (kernel picks one when absent).
+    pub mac: Option<EthernetAddress>,
+    /// MTU (kernel default when absent).
+    pub mtu: Option<u32>,
+}
+
+/// A netlink route socket.
+pub struct Netlink {
+    socket: Socket,
+    sequence: u32,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("sequence", &self.sequence)
+            .finish()
+    }
+}
+
+fn link_attributes(end: &VethEnd) -> Vec<LinkAttribute> {
+    let mut attributes = vec![
+        LinkAttribute::IfName(end.name.clone()),
+        LinkAttribute::NetNsFd(end.netns_fd),
+    ];
+    if let Some(mac) = end.mac {
+        attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(mtu) = end.mtu {
+        attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    attributes
+}
+
+/// The index of device `name` in the calling thread's namespace.
+pub fn index_of(name: &str) -> io::Result<u32> {
+    let cname = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device name has a NUL"))?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string.
+    match unsafe { libc::if_nametoindex(cname.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no device {name}"),
+        )),
+        index => Ok(index),
+    }
+}
+
+impl Netlink {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Netlink> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        Ok(Netlink {
+            socket,
+            sequence: 1,
+        })
+    }
+
+    /// Sends a request and waits for the kernel's acknowledgement.
+    fn request(&mut self, message: RouteNetlinkMessage, flags: u16, what: &str) -> io::Result<()> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        self.sequence += 1;
+        header.sequence_number = self.sequence;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        packet.finalize();
+        let mut buffer = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buffer);
+        self.socket.send_to(&buffer, &SocketAddr::new(0, 0), 0)?;
+        let mut reply = Vec::with_capacity(8192);
+        loop {
+            reply.clear();
+            self.socket.recv(&mut reply, 0)?;
+            let mut offset = 0;
+            while offset < reply.len() {
+                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[offset..])
+                    .map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{what}: bad netlink reply: {e}"),
+                        )
+                    })?;
+                let len = message.header.length as usize;
+                if message.header.sequence_number == self.sequence
+                    && let NetlinkPayload::Error(error) = &message.payload
+                {
+                    return match error.code {
+                        None => Ok(()),
+                        Some(_) => {
+                            let err = error.to_io();
+                            Err(io::Error::new(err.kind(), format!("{what}: {err}")))
+                        }
+                    };
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+    }
+
+    /// Creates a veth pair with each end born in its own namespace, down.
+    /// (Asking for the peer to be up at creation fails: the kernel opens it
+    /// before the two ends are joined.)
+    pub fn create_veth(&mut self, a: &VethEnd, b: &VethEnd) -> io::Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes = link_attributes(b);
+        let mut link = LinkMessage::default();
+        link.attributes = link_attributes(a);
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create veth {} / {}", a.name, b.name),
+        )
+    }
+
+    /// Brings device `index` up.
+    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
+        self.request(
+            RouteNetlinkMessage::SetLink(link),
+            0,
+            &format!("bring up device {index}"),
+        )
+    }
+
+    /// Adds `address/prefix_len` to device `index`.
+    pub fn add_address(&mut self, index: u32, address: IpAddr, prefix_len: u8) -> io::Result<()> {
+        let mut message = AddressMessage::default();
+        message.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        message.header.prefix_len = prefix_len;
+        message.header.index = index;
+        message.attributes.push(AddressAttribute::Local(address));
+        message.attributes.push(AddressAttribute::Address(address));
+        if let IpAddr::V4(v4) = address
+            && prefix_len < 31
+        {
+            let host_bits = u32::MAX >> prefix_len;
+            message.attributes.push(AddressAttribute::Broadcast(
+                (u32::from(v4) | host_bits).into(),
+            ));
+        }
+        self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add address {address}/{prefix_len}"),
+        )
+    }
+}

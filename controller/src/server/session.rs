@@ -1,0 +1,327 @@
+//! One switch's control session, from hello to disconnect: version check,
+//! full re-sync (read the switch's tables, adopt what the L2 application
+//! learned before, push the difference, barrier), then learning from
+//! packet-ins and flow-removed messages, pushing only differences.
+
+use super::state::{Outbound, SessionHandle, SharedState, lock};
+use crate::l2::{DEFAULT_CAPACITY, L2Switch};
+use crate::reconcile::{FlowId, Reconciler};
+use sdn_proto::southbound::{
+    self as pb, controller_message::Body as ToSwitch, switch_message::Body as FromSwitch,
+};
+use sdn_vswitch::flow::{FlowMod, FlowSpec, FlowStats, Match};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tonic::Streaming;
+use tracing::{debug, info, warn};
+
+/// Interval of the controller's echo requests; three unanswered end the session.
+const ECHO_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    AwaitFlowDump(u64),
+    AwaitBarrier(u64),
+    Synced,
+}
+
+struct Session {
+    state: SharedState,
+    tx: Outbound,
+    name: String,
+    handle: Option<SessionHandle>,
+    phase: Phase,
+    reconciler: Reconciler,
+    l2: L2Switch,
+    aging: Duration,
+}
+
+/// Runs a session over the switch's stream until it ends.
+pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: Outbound) {
+    let aging = lock(&state).topology.controller.mac_aging;
+    let mut session = Session {
+        state,
+        tx,
+        name: String::new(),
+        handle: None,
+        phase: Phase::AwaitHello,
+        reconciler: Reconciler::new(),
+        l2: L2Switch::new(aging, DEFAULT_CAPACITY),
+        aging,
+    };
+    let reason = session.serve(inbound).await;
+    session.close(&reason);
+}
+
+impl Session {
+    async fn serve(&mut self, mut inbound: Streaming<pb::SwitchMessage>) -> String {
+        let mut echo = tokio::time::interval(ECHO_INTERVAL);
+        echo.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                message = inbound.next() => {
+                    let message = match message {
+                        Some(Ok(m)) => m,
+                        Some(Err(status)) => return format!("stream error: {}", status.message()),
+                        None => return "the switch closed the stream".into(),
+                    };
+                    last_heard = Instant::now();
+                    if let Err(reason) = self.handle_message(message).await {
+                        return reason;
+                    }
+                }
+                _ = echo.tick() => {
+                    if last_heard.elapsed() > ECHO_INTERVAL * 3 {
+                        return "no answer to echo requests".into();
+                    }
+                    if self.phase != Phase::AwaitHello
+                        && self.send(ToSwitch::EchoRequest(pb::Echo::default())).await.is_err()
+                    {
+                        return "the switch went away".into();
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, reason: &str) {
+        let Some(handle) = &self.handle else {
+            debug!(%reason, "session ended before hello");
+            return;
+        };
+        let mut shared = lock(&self.state);
+        if let Some(info) = shared.switches.get_mut(&self.name)
+            && info
+                .session
+                .as_ref()
+                .is_some_and(|s| s.generation == handle.generation)
+        {
+            info.session = None;
+            info.synced = false;
+            info.connected_at = None;
+        }
+        info!(switch = %self.name, %reason, "switch disconnected");
+    }
+
+    async fn send(&self, body: ToSwitch) -> Result<(), String> {
+        match &self.handle {
+            Some(handle) => handle
+                .send(body)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.message().to_string()),
+            None => Err("no session".into()),
+        }
+    }
+
+    async fn push(&self, mods: Vec<FlowMod>) -> Result<(), String> {
+        for flow_mod in &mods {
+            self.send(ToSwitch::FlowMod(pb::FlowMod::from(flow_mod)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let mut shared = lock(&self.state);
+        if let Some(info) = shared.switches.get_mut(&self.name) {
+            info.flow_count = self.reconciler.installed_count() as u64;
+            info.learned_macs = self.l2.learned() as u64;
+            info.synced = self.phase == Phase::Synced;
+        }
+    }
+
+    async fn handle_message(&mut self, message: pb::SwitchMessage) -> Result<(), String> {
+        let Some(body) = message.body.clone() else {
+            return Ok(());
+        };
+        if self.phase == Phase::AwaitHello {
+            return match body {
+                FromSwitch::Hello(hello) => self.hello(hello).await,
+                _ => Err("the switch spoke before saying hello".into()),
+            };
+        }
+        // Replies to management requests go to their waiters.
+        let is_reply = matches!(
+            body,
+            FromSwitch::FlowStatsReply(_)
+                | FromSwitch::PortStatsReply(_)
+                | FromSwitch::BarrierReply(_)
+                | FromSwitch::Error(_)
+        );
+        if is_reply
+            && let Some(handle) = &self.handle
+            && handle.deliver(message.clone()).is_ok()
+        {
+            return Ok(());
+        }
+        match body {
+            FromSwitch::Hello(_) => Err("a second hello".into()),
+            FromSwitch::EchoRequest(echo) => self.send(ToSwitch::EchoReply(echo)).await,
+            FromSwitch::EchoReply(_) => Ok(()),
+            FromSwitch::FlowStatsReply(reply)
+                if self.phase == Phase::AwaitFlowDump(message.xid) =>
+            {
+                self.resync(reply).await
+            }
+            FromSwitch::BarrierReply(_) if self.phase == Phase::AwaitBarrier(message.xid) => {
+                self.phase = Phase::Synced;
+                self.publish();
+                info!(switch = %self.name, flows = self.reconciler.installed_count(), macs = self.l2.learned(), "switch synced");
+                Ok(())
+            }
+            FromSwitch::PacketIn(packet_in) => {
+                if self.phase == Phase::Synced {
+                    let ids = self.l2.on_packet_in(
+                        packet_in.in_port,
+                        &packet_in.data,
+                        &mut self.reconciler,
+                    );
+                    self.push_ids(&ids).await?;
+                }
+                Ok(())
+            }
+            FromSwitch::FlowRemoved(removed) => {
+                let Ok(matcher) = removed.r#match.as_ref().map(Match::try_from).transpose() else {
+                    warn!(switch = %self.name, "flow-removed with a bad match");
+                    return Ok(());
+                };
+                let id = FlowId {
+                    table: u8::try_from(removed.table_id).unwrap_or(u8::MAX),
+                    priority: u16::try_from(removed.priority).unwrap_or(u16::MAX),
+                    matcher: matcher.unwrap_or_default(),
+                };
+                if let Some(installed) = self.reconciler.installed(&id).cloned() {
+                    let ids = self.l2.on_flow_removed(&installed, &mut self.reconciler);
+                    self.push_ids(&ids).await?;
+                }
+                Ok(())
+            }
+            FromSwitch::PortStatus(status) => {
+                if let Some(port) = status.port {
+                    let mut shared = lock(&self.state);
+                    if let Some(info) = shared.switches.get_mut(&self.name) {
+                        info.ports.retain(|p| p.number != port.number);
+                        if status.reason != pb::PortStatusReason::Delete as i32 {
+                            info.ports.push(port);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            FromSwitch::Error(error) => {
+                warn!(switch = %self.name, xid = message.xid, kind = error.r#type, message = %error.message, "switch reported an error");
+                Ok(())
+            }
+            FromSwitch::CaptureData(data) => {
+                if let Some(handle) = &self.handle {
+                    handle.deliver_capture(data);
+                }
+                Ok(())
+            }
+            FromSwitch::FlowStatsReply(_)
+            | FromSwitch::PortStatsReply(_)
+            | FromSwitch::BarrierReply(_) => Ok(()),
+        }
+    }
+
+    async fn push_ids(&mut self, ids: &[FlowId]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mods = self.reconciler.sync_ids(ids);
+        self.push(mods).await?;
+        self.publish();
+        Ok(())
+    }
+
+    async fn hello(&mut self, hello: pb::Hello) -> Result<(), String> {
+        if hello.version != pb::VERSION {
+            let _ = self
+                .tx
+                .send(Ok(pb::ControllerMessage {
+                    xid: 0,
+                    body: Some(ToSwitch::Hello(pb::ControllerHello {
+                        version: pb::VERSION,
+                        controller_id: String::new(),
+                    })),
+                }))
+                .await;
+            return Err(format!(
+                "switch speaks protocol version {}, controller {}",
+                hello.version,
+                pb::VERSION
+            ));
+        }
+        let (handle, lab) = {
+            let mut shared = lock(&self.state);
+            let generation = shared.next_generation();
+            let lab = shared.topology.name.clone();
+            let Some(info) = shared.switches.get_mut(&hello.name) else {
+                return Err(format!("switch {:?} is not part of lab {lab}", hello.name));
+            };
+            let handle = SessionHandle::new(generation, self.tx.clone());
+            info.datapath_id = hello.datapath_id;
+            info.ports = hello.ports.clone();
+            info.fail_mode = hello.fail_mode;
+            info.session = Some(handle.clone());
+            info.synced = false;
+            info.connected_at = Some(Instant::now());
+            info.connections += 1;
+            (handle, lab)
+        };
+        self.name = hello.name.clone();
+        self.handle = Some(handle);
+        info!(switch = %self.name, datapath_id = format_args!("{:#x}", hello.datapath_id), ports = hello.ports.len(), software = %hello.software, "switch connected");
+        self.send(ToSwitch::Hello(pb::ControllerHello {
+            version: pb::VERSION,
+            controller_id: format!("sdn-controller/{lab}"),
+        }))
+        .await?;
+        // Re-sync: read what the switch holds before changing anything.
+        let Some(handle) = &self.handle else {
+            return Err("no session".into());
+        };
+        let xid = handle
+            .send(ToSwitch::FlowStatsRequest(pb::FlowStatsRequest::default()))
+            .await
+            .map_err(|s| s.message().to_string())?;
+        self.phase = Phase::AwaitFlowDump(xid);
+        Ok(())
+    }
+
+    async fn resync(&mut self, reply: pb::FlowStatsReply) -> Result<(), String> {
+        let installed: Vec<FlowSpec> = reply
+            .flows
+            .iter()
+            .filter_map(|f| match FlowStats::try_from(f) {
+                Ok(stats) => Some(stats.spec),
+                Err(e) => {
+                    warn!(switch = %self.name, error = %e, "unreadable flow in the switch's table");
+                    None
+                }
+            })
+            .collect();
+        self.reconciler = Reconciler::new();
+        self.l2 = L2Switch::new(self.aging, DEFAULT_CAPACITY);
+        self.l2.want_base(&mut self.reconciler);
+        self.l2.adopt(&installed, &mut self.reconciler);
+        let had = installed.len();
+        self.reconciler.set_installed(installed);
+        let mods = self.reconciler.sync_all();
+        info!(switch = %self.name, installed = had, changes = mods.len(), adopted_macs = self.l2.learned(), "re-syncing switch");
+        self.push(mods).await?;
+        let Some(handle) = &self.handle else {
+            return Err("no session".into());
+        };
+        let xid = handle
+            .send(ToSwitch::BarrierRequest(pb::BarrierRequest {}))
+            .await
+            .map_err(|s| s.message().to_string())?;
+        self.phase = Phase::AwaitBarrier(xid);
+        self.publish();
+        Ok(())
+    }
+}
