@@ -4,6 +4,7 @@
 //! and the pieces of the `sdn` command-line tool.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod l2;

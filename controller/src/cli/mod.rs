@@ -113,6 +113,25 @@ enum Command {
         #[arg(long)]
         listen: String,
     },
+    /// Measure throughput and packet rate between the first two hosts of a
+    /// topology through vswitchd, beside a Linux bridge and Open vSwitch
+    /// userspace with TSO measured in the same run (needs root and iperf3).
+    Bench {
+        /// Topology file (its first two hosts share a subnet).
+        topology: PathBuf,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Runs of each measurement; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Skip the Linux bridge and Open vSwitch baselines.
+        #[arg(long)]
+        no_baselines: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command line.
@@ -183,6 +202,20 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Validate { topology } => labs::validate(&topology),
         Command::Controller { topology, listen } => run_controller(&topology, &listen).await,
+        Command::Bench {
+            topology,
+            seconds,
+            runs,
+            no_baselines,
+            json,
+        } => {
+            let options = crate::bench::BenchOptions {
+                seconds,
+                runs,
+                baselines: !no_baselines,
+            };
+            crate::bench::run(&topology, &options, json).await
+        }
     }
 }
 

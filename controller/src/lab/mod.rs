@@ -9,7 +9,7 @@ pub mod process;
 pub mod record;
 
 use crate::client;
-use crate::topology::{Listen, NodeKind, Topology};
+use crate::topology::{CpuPin, Listen, NodeKind, Topology};
 use anyhow::{Context, Result, anyhow, bail};
 use netlink::{Netlink, VethEnd};
 use process::ProcessRecord;
@@ -91,6 +91,11 @@ fn switch_argv(topology: &Topology, name: &str, address: &str) -> Result<Vec<Str
     let switch = topology
         .switch(name)
         .ok_or_else(|| anyhow!("no switch {name}"))?;
+    let index = topology
+        .switches
+        .iter()
+        .position(|s| s.name == name)
+        .unwrap_or(0);
     let mut argv = vec![
         sibling_binary("vswitchd")?.display().to_string(),
         "--name".into(),
@@ -105,6 +110,17 @@ fn switch_argv(topology: &Topology, name: &str, address: &str) -> Result<Vec<Str
             FailMode::Standalone => "standalone".into(),
         },
     ];
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = match switch.cpu {
+        // Highest CPUs first: CPU 0 usually carries most interrupts and housekeeping.
+        CpuPin::Auto => Some(cpus - 1 - index % cpus),
+        CpuPin::Cpu(n) => Some(n),
+        CpuPin::Unpinned => None,
+    };
+    if let Some(cpu) = cpu {
+        argv.push("--cpu".into());
+        argv.push(cpu.to_string());
+    }
     for port in &switch.ports {
         argv.push("--port".into());
         let suffix = if port.offloads { "" } else { ":no-offloads" };

@@ -148,6 +148,45 @@ impl Netlink {
         )
     }
 
+    /// Creates a Linux bridge named `name`.
+    pub fn create_bridge(&mut self, name: &str) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        link.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create bridge {name}"),
+        )
+    }
+
+    /// Makes device `index` a port of bridge `master`.
+    pub fn set_master(&mut self, index: u32, master: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes.push(LinkAttribute::Controller(master));
+        self.request(
+            RouteNetlinkMessage::SetLink(link),
+            0,
+            &format!("attach device {index} to bridge {master}"),
+        )
+    }
+
+    /// Deletes device `index`.
+    pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        self.request(
+            RouteNetlinkMessage::DelLink(link),
+            0,
+            &format!("delete device {index}"),
+        )
+    }
+
     /// Brings device `index` up.
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
         let mut link = LinkMessage::default();

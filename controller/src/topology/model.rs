@@ -79,8 +79,22 @@ pub struct Switch {
     pub name: String,
     /// Behaviour without a controller.
     pub fail_mode: FailMode,
+    /// Where its datapath thread runs.
+    pub cpu: CpuPin,
     /// Ports.
     pub ports: Vec<SwitchPort>,
+}
+
+/// CPU placement of a switch's datapath thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPin {
+    /// Pinned to a CPU chosen by `sdn up`: switches spread round-robin from
+    /// the highest CPU down.
+    Auto,
+    /// Left to the scheduler.
+    Unpinned,
+    /// Pinned to this CPU.
+    Cpu(usize),
 }
 
 /// A port of a switch; the switch's end of a veth pair.

@@ -58,7 +58,17 @@ pub(crate) struct RawSwitch {
     #[serde(default)]
     pub(crate) fail_mode: Option<Spanned<String>>,
     #[serde(default)]
+    pub(crate) cpu: Option<Spanned<RawCpu>>,
+    #[serde(default)]
     pub(crate) ports: Vec<Spanned<RawPort>>,
+}
+
+/// Where a switch's datapath thread runs: a CPU number, `auto` or `none`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawCpu {
+    Number(u32),
+    Word(String),
 }
 
 /// A switch port.

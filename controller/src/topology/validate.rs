@@ -350,6 +350,24 @@ fn switches(
                 FailMode::Secure
             }),
         };
+        let cpu = match &sw.cpu {
+            None => CpuPin::Auto,
+            Some(spanned) => match &spanned.value {
+                RawCpu::Number(n) if (*n as usize) < libc::CPU_SETSIZE as usize => {
+                    CpuPin::Cpu(*n as usize)
+                }
+                RawCpu::Word(w) if w == "auto" => CpuPin::Auto,
+                RawCpu::Word(w) if w == "none" => CpuPin::Unpinned,
+                other => {
+                    c.error(
+                        spanned,
+                        format!("{path}.cpu"),
+                        format!("{other:?}: want a CPU number, auto or none"),
+                    );
+                    CpuPin::Auto
+                }
+            },
+        };
         if sw.ports.len() > MAX_PORTS {
             c.error(
                 &sw.name,
@@ -410,6 +428,7 @@ fn switches(
         out.push(Switch {
             name: sw.name.value.clone(),
             fail_mode,
+            cpu,
             ports,
         });
     }

@@ -45,6 +45,10 @@ struct Args {
     #[arg(long, default_value = "secure")]
     fail_mode: FailMode,
 
+    /// Pin the datapath thread to this CPU (default: leave it to the scheduler).
+    #[arg(long)]
+    cpu: Option<usize>,
+
     /// Seconds without a controller before a standalone switch fails open.
     #[arg(long, default_value_t = 3.0)]
     fail_open_after: f64,
@@ -114,6 +118,7 @@ fn main() -> Result<()> {
                     &spec.device,
                     AfPacketOptions {
                         offloads: spec.offloads,
+                        ..AfPacketOptions::default()
                     },
                 )?;
                 Ok((spec.number, Box::new(port) as Box<dyn Port>))
@@ -135,7 +140,7 @@ fn main() -> Result<()> {
     let datapath = Datapath::new(ports, events_tx);
     let descriptions = datapath.port_descriptions();
     let (handle, thread) = datapath
-        .spawn(&args.name)
+        .spawn(&args.name, args.cpu)
         .context("start the datapath thread")?;
 
     let mut config = AgentConfig::new(

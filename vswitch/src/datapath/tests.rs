@@ -36,7 +36,7 @@ fn harness(offloads: &[bool]) -> Harness {
         links.push(link);
     }
     let (tx, events) = unbounded_channel();
-    let (handle, thread) = Datapath::new(ports, tx).spawn("test").unwrap();
+    let (handle, thread) = Datapath::new(ports, tx).spawn("test", None).unwrap();
     Harness {
         handle,
         links,

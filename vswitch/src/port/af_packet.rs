@@ -1,9 +1,12 @@
-//! AF_PACKET port on a network device (a veth end): `recvmmsg`/`sendmmsg` in
-//! batches into reused buffers, with `PACKET_VNET_HDR` so that TSO/GSO
-//! super-frames and partial checksums pass through untouched, and
-//! `PACKET_IGNORE_OUTGOING` so that the switch does not see its own
-//! transmissions. The socket is created in whatever network namespace the
-//! calling thread is in (see `netns::run_in`).
+//! AF_PACKET port on a network device (a veth end). Receives through a
+//! `TPACKET_V2` ring the kernel fills in the sender's context (no system call
+//! and no copy on the switch's thread; frames are forwarded straight from the
+//! ring); frames too large for a ring slot (TSO super-frames) are queued whole
+//! on the socket by `PACKET_COPY_THRESH` and read with `recvmmsg`, in order.
+//! Sends with `sendmmsg` in batches. `PACKET_VNET_HDR` lets super-frames and
+//! partial checksums pass through untouched; `PACKET_IGNORE_OUTGOING` keeps
+//! the switch from seeing its own transmissions. The socket is created in
+//! whatever network namespace the calling thread is in (`netns::run_in`).
 
 use super::{BATCH, Port, PortInfo, RxBatch};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
@@ -15,9 +18,35 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 // From <linux/if_packet.h>; not all are in the libc crate.
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
+const PACKET_VERSION: libc::c_int = 10;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_COPY: u32 = 2;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+
+/// `struct tpacket2_hdr` field offsets.
+mod ring_field {
+    pub(super) const STATUS: usize = 0;
+    pub(super) const LEN: usize = 4;
+    pub(super) const SNAPLEN: usize = 8;
+    pub(super) const MAC: usize = 12;
+    pub(super) const VLAN_TCI: usize = 24;
+    pub(super) const VLAN_TPID: usize = 26;
+    /// `TPACKET2_HDRLEN`: the header and the `sockaddr_ll` after it.
+    pub(super) const END: usize = 52;
+}
+
+/// Ring geometry: 2 KiB slots fit any frame of a 1500-byte MTU; 2048 slots
+/// (4 MiB) absorb a few milliseconds of a 64-byte flood.
+const RING_FRAME_SIZE: u32 = 2048;
+const RING_BLOCK_SIZE: u32 = 64 * 1024;
+const RING_FRAMES: u32 = 8192;
 
 /// Socket buffer size asked for (the kernel may cap it without CAP_NET_ADMIN).
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
@@ -27,16 +56,75 @@ const SOCKET_BUFFER: libc::c_int = 4 << 20;
 pub struct AfPacketOptions {
     /// Exchange virtio-net headers (TSO/GSO super-frames, partial checksums).
     pub offloads: bool,
+    /// Receive through a memory-mapped ring instead of `recvmmsg` alone.
+    pub ring: bool,
 }
 
 impl Default for AfPacketOptions {
     fn default() -> Self {
-        AfPacketOptions { offloads: true }
+        AfPacketOptions {
+            offloads: true,
+            ring: true,
+        }
+    }
+}
+
+/// A `TPACKET_V2` receive ring mapped into this process.
+struct RxRing {
+    base: *mut u8,
+    size: usize,
+    frames: u32,
+    frames_per_block: u32,
+    /// Next slot the kernel fills.
+    head: u32,
+}
+
+impl RxRing {
+    fn slot(&self, index: u32) -> *mut u8 {
+        let block = index / self.frames_per_block;
+        let within = index % self.frames_per_block;
+        let offset =
+            block as usize * RING_BLOCK_SIZE as usize + within as usize * RING_FRAME_SIZE as usize;
+        // SAFETY: index < frames, so the offset lies inside the mapping.
+        unsafe { self.base.add(offset) }
+    }
+
+    fn status(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: every slot starts with a 4-byte aligned `tp_status` the
+        // kernel and this process share; atomics give the ordering the ring
+        // protocol needs.
+        unsafe {
+            &*(self.slot(index).add(ring_field::STATUS) as *const std::sync::atomic::AtomicU32)
+        }
+    }
+
+    fn read_u32(&self, index: u32, at: usize) -> u32 {
+        // SAFETY: `at` is a header field offset inside the slot.
+        unsafe { std::ptr::read_unaligned(self.slot(index).add(at) as *const u32) }
+    }
+
+    fn read_u16(&self, index: u32, at: usize) -> u16 {
+        // SAFETY: as above.
+        unsafe { std::ptr::read_unaligned(self.slot(index).add(at) as *const u16) }
+    }
+
+    fn give_back(&self, index: u32) {
+        self.status(index)
+            .store(0, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `setup_ring`.
+        unsafe { libc::munmap(self.base.cast(), self.size) };
     }
 }
 
 /// An AF_PACKET socket bound to one device.
 pub struct AfPacketPort {
+    // Declared before `fd` so that the ring is unmapped before the socket closes.
+    ring: Option<RxRing>,
     fd: OwnedFd,
     info: PortInfo,
     rx_iovecs: Vec<libc::iovec>,
@@ -128,6 +216,76 @@ fn device_facts(fd: RawFd, name: &CString) -> io::Result<(EthernetAddress, u32)>
     Ok((mac, u32::try_from(mtu).unwrap_or(1500)))
 }
 
+fn setup_ring(fd: RawFd) -> io::Result<RxRing> {
+    set_int_option(
+        fd,
+        libc::SOL_PACKET,
+        PACKET_VERSION,
+        TPACKET_V2,
+        "PACKET_VERSION",
+    )?;
+    // Frames that do not fit a slot are queued whole on the socket.
+    set_int_option(
+        fd,
+        libc::SOL_PACKET,
+        PACKET_COPY_THRESH,
+        1,
+        "PACKET_COPY_THRESH",
+    )?;
+    #[repr(C)]
+    struct TpacketReq {
+        block_size: u32,
+        block_nr: u32,
+        frame_size: u32,
+        frame_nr: u32,
+    }
+    let frames_per_block = RING_BLOCK_SIZE / RING_FRAME_SIZE;
+    let request = TpacketReq {
+        block_size: RING_BLOCK_SIZE,
+        block_nr: RING_FRAMES / frames_per_block,
+        frame_size: RING_FRAME_SIZE,
+        frame_nr: RING_FRAMES,
+    };
+    // SAFETY: `request` outlives the call and its size is passed.
+    check(
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                PACKET_RX_RING,
+                (&request as *const TpacketReq).cast(),
+                mem::size_of::<TpacketReq>() as libc::socklen_t,
+            )
+        },
+        "PACKET_RX_RING",
+    )?;
+    let size = (RING_BLOCK_SIZE * request.block_nr) as usize;
+    // SAFETY: mapping the ring the kernel just allocated for this socket.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::new(
+            io::Error::last_os_error().kind(),
+            format!("mmap the receive ring: {}", io::Error::last_os_error()),
+        ));
+    }
+    Ok(RxRing {
+        base: base.cast(),
+        size,
+        frames: RING_FRAMES,
+        frames_per_block,
+        head: 0,
+    })
+}
+
 impl AfPacketPort {
     /// Opens a port on device `name` in the calling thread's network namespace.
     pub fn open(name: &str, options: AfPacketOptions) -> io::Result<AfPacketPort> {
@@ -175,6 +333,11 @@ impl AfPacketPort {
             1,
             "PACKET_QDISC_BYPASS",
         )?;
+        let ring = if options.ring {
+            Some(setup_ring(raw)?)
+        } else {
+            None
+        };
         // Larger buffers absorb bursts; *FORCE needs CAP_NET_ADMIN, fall back quietly.
         for (force, plain) in [
             (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -224,6 +387,7 @@ impl AfPacketPort {
             iov_len: 0,
         };
         Ok(AfPacketPort {
+            ring,
             fd,
             info: PortInfo {
                 name: name.to_string(),
@@ -242,27 +406,26 @@ impl AfPacketPort {
     }
 }
 
-impl Port for AfPacketPort {
-    fn info(&self) -> &PortInfo {
-        &self.info
-    }
-
-    fn fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
-    }
-
-    fn recv_batch(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
-        let slots = batch.capacity().min(BATCH);
+impl AfPacketPort {
+    /// Reads up to `want` frames queued on the socket into the batch's own
+    /// buffers (after any frames already in the batch).
+    fn recv_queue(&mut self, batch: &mut RxBatch, want: usize) -> io::Result<usize> {
+        let first = batch.len();
+        let slots = want.min(BATCH).min(batch.capacity() - first);
+        if slots == 0 {
+            return Ok(0);
+        }
         // Without virtio-net headers the frame goes after a blank header slot.
         let skip = if self.info.offloads {
             0
         } else {
             vnet_hdr::HEADER_LEN
         };
-        for (i, slot) in batch.slots_mut().iter_mut().take(slots).enumerate() {
+        for i in 0..slots {
+            let buffer = batch.storage_mut(first + i);
             self.rx_iovecs[i] = libc::iovec {
-                iov_base: slot[skip..].as_mut_ptr().cast(),
-                iov_len: slot.len() - skip,
+                iov_base: buffer[skip..].as_mut_ptr().cast(),
+                iov_len: buffer.len() - skip,
             };
             let msg = &mut self.rx_msgs[i];
             msg.msg_hdr.msg_iov = &mut self.rx_iovecs[i];
@@ -274,8 +437,8 @@ impl Port for AfPacketPort {
             msg.msg_hdr.msg_flags = 0;
             msg.msg_len = 0;
         }
-        // SAFETY: rx_msgs[..slots] point at iovecs that point into `batch`'s
-        // buffers, all alive and exclusively borrowed for this call.
+        // SAFETY: rx_msgs[..slots] point at iovecs that point into the
+        // batch's buffers, alive and exclusively borrowed for this call.
         let n = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -287,15 +450,13 @@ impl Port for AfPacketPort {
         };
         if n < 0 {
             let err = io::Error::last_os_error();
-            batch.set_received(0);
             return match err.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(err),
             };
         }
-        let n = n as usize;
         let mut kept = 0;
-        for i in 0..n {
+        for i in 0..n as usize {
             let len = self.rx_msgs[i].msg_len as usize + skip;
             if self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
                 || len < vnet_hdr::HEADER_LEN + 14
@@ -303,20 +464,140 @@ impl Port for AfPacketPort {
                 self.dropped += 1;
                 continue;
             }
-            if kept != i {
-                let (lo, hi) = batch.slots_mut().split_at_mut(i);
-                lo[kept][..len].copy_from_slice(&hi[0][..len]);
+            let slot = first + kept;
+            if slot != first + i {
+                let (lo, hi) = (first + kept, first + i);
+                let source = batch.storage_mut(hi)[..len].to_vec();
+                batch.storage_mut(lo)[..len].copy_from_slice(&source);
             }
             if !self.info.offloads {
                 VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(
-                    &mut batch.slots_mut()[kept][..vnet_hdr::HEADER_LEN],
+                    &mut batch.storage_mut(slot)[..vnet_hdr::HEADER_LEN],
                 ));
             }
-            batch.set_len(kept, len);
+            batch.push_stored(slot, len);
             kept += 1;
         }
-        batch.set_received(kept);
         Ok(kept)
+    }
+
+    /// Takes the frames the kernel put in the ring, in order; a slot marked
+    /// `TP_STATUS_COPY` stands for a frame queued whole on the socket.
+    fn recv_ring(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
+        let vnet_len = if self.info.offloads {
+            vnet_hdr::HEADER_LEN
+        } else {
+            0
+        };
+        let capacity = batch.capacity();
+        while batch.len() < capacity {
+            let Some(ring) = &mut self.ring else { break };
+            let index = ring.head;
+            let status = ring
+                .status(index)
+                .load(std::sync::atomic::Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                break;
+            }
+            ring.head = (index + 1) % ring.frames;
+            let len = ring.read_u32(index, ring_field::LEN) as usize;
+            let snaplen = ring.read_u32(index, ring_field::SNAPLEN) as usize;
+            let mac = usize::from(ring.read_u16(index, ring_field::MAC));
+            if status & TP_STATUS_COPY != 0 {
+                ring.give_back(index);
+                if self.recv_queue(batch, 1)? == 0 {
+                    self.dropped += 1;
+                }
+                continue;
+            }
+            let start = mac.wrapping_sub(vnet_len);
+            if snaplen < len
+                || snaplen < 14
+                || mac < vnet_len
+                || start < ring_field::END
+                || mac + snaplen > RING_FRAME_SIZE as usize
+            {
+                ring.give_back(index);
+                self.dropped += 1;
+                continue;
+            }
+            let slot = ring.slot(index);
+            let mut frame_start = start;
+            let mut total = vnet_len + snaplen;
+            if status & TP_STATUS_VLAN_VALID != 0 {
+                // The kernel took the 802.1Q tag out of the frame: put it back.
+                let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    ring.read_u16(index, ring_field::VLAN_TPID)
+                } else {
+                    0x8100
+                };
+                let tci = ring.read_u16(index, ring_field::VLAN_TCI);
+                if start - 4 < ring_field::END {
+                    ring.give_back(index);
+                    self.dropped += 1;
+                    continue;
+                }
+                // SAFETY: [start-4, start+vnet_len+snaplen) lies inside the
+                // slot (checked above) and belongs to us until given back.
+                unsafe {
+                    std::ptr::copy(slot.add(start), slot.add(start - 4), vnet_len + 12);
+                    let tag = slot.add(start - 4 + vnet_len + 12);
+                    std::ptr::copy_nonoverlapping(tpid.to_be_bytes().as_ptr(), tag, 2);
+                    std::ptr::copy_nonoverlapping(tci.to_be_bytes().as_ptr(), tag.add(2), 2);
+                }
+                frame_start = start - 4;
+                total += 4;
+            }
+            if vnet_len == 0 {
+                // A port without offloads still hands frames on behind a
+                // (plain) header; there is headroom for one in the slot.
+                if frame_start < ring_field::END + vnet_hdr::HEADER_LEN {
+                    ring.give_back(index);
+                    self.dropped += 1;
+                    continue;
+                }
+                frame_start -= vnet_hdr::HEADER_LEN;
+                total += vnet_hdr::HEADER_LEN;
+                // SAFETY: the header bytes lie inside the slot, before the frame.
+                let header = unsafe {
+                    std::slice::from_raw_parts_mut(slot.add(frame_start), vnet_hdr::HEADER_LEN)
+                };
+                VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(header));
+            }
+            // SAFETY: `total` bytes from `frame_start` lie inside this slot,
+            // which stays ours until `release` gives it back.
+            unsafe { batch.push_ring(slot.add(frame_start), total, index) };
+        }
+        Ok(batch.len())
+    }
+}
+
+impl Port for AfPacketPort {
+    fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn recv_batch(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
+        batch.clear();
+        if self.ring.is_some() {
+            self.recv_ring(batch)
+        } else {
+            let got = self.recv_queue(batch, batch.capacity())?;
+            Ok(got)
+        }
+    }
+
+    fn release(&mut self, batch: &mut RxBatch) {
+        if let Some(ring) = &self.ring {
+            for slot in batch.ring_slots() {
+                ring.give_back(slot);
+            }
+        }
+        batch.clear();
     }
 
     fn send_batch<'a>(&mut self, frames: &mut dyn Iterator<Item = &'a [u8]>) -> io::Result<usize> {

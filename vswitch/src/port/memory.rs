@@ -101,12 +101,13 @@ impl Port for MemoryPort {
         // SAFETY: reading 8 bytes into a live buffer from a non-blocking eventfd.
         unsafe { libc::read(self.link.event.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
         let mut queues = self.link.lock();
+        batch.clear();
         let mut count = 0;
         while count < batch.capacity() {
             let Some((vnet, frame)) = queues.to_switch.pop_front() else {
                 break;
             };
-            let slot = &mut batch.slots_mut()[count];
+            let slot = batch.storage_mut(count);
             let len = vnet_hdr::HEADER_LEN + frame.len();
             if len > slot.len() {
                 continue;
@@ -115,7 +116,7 @@ impl Port for MemoryPort {
                 &mut slot[..vnet_hdr::HEADER_LEN],
             ));
             slot[vnet_hdr::HEADER_LEN..len].copy_from_slice(&frame);
-            batch.set_len(count, len);
+            batch.push_stored(count, len);
             count += 1;
         }
         if !queues.to_switch.is_empty() {
@@ -124,7 +125,6 @@ impl Port for MemoryPort {
             // SAFETY: as in `inject_with`.
             unsafe { libc::write(self.link.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
         }
-        batch.set_received(count);
         Ok(count)
     }
 

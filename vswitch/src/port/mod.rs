@@ -22,17 +22,34 @@ pub const BATCH: usize = 32;
 /// super-frame (64 KiB of IP plus Ethernet and VLAN headers).
 pub const BUFFER_SIZE: usize = vnet_hdr::HEADER_LEN + 65_535 + 14 + 4 + 64;
 
-/// Reused receive buffers for one port.
-pub struct RxBatch {
-    buffers: Vec<Box<[u8]>>,
-    lens: Vec<usize>,
-    count: usize,
+/// Where one received frame sits: `len` bytes at `ptr`, laid out as
+/// `[virtio-net header][frame]`.
+#[derive(Debug, Clone, Copy)]
+struct RxFrame {
+    ptr: *mut u8,
+    len: usize,
+    /// The receive-ring slot holding it, to hand back to the kernel.
+    ring_slot: Option<u32>,
 }
+
+/// The frames of one receive, in buffers reused from batch to batch: either
+/// the batch's own buffers or slots of a port's receive ring. Valid until the
+/// next `recv_batch` or `release` on the port that filled it.
+pub struct RxBatch {
+    storage: Vec<Box<[u8]>>,
+    frames: Vec<RxFrame>,
+}
+
+// SAFETY: the raw pointers point into `storage` (heap memory owned by the
+// batch, which moves with it) or into the receive ring of the port that
+// filled the batch; the datapath moves a port and its batch to its thread
+// together and uses them only there.
+unsafe impl Send for RxBatch {}
 
 impl std::fmt::Debug for RxBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RxBatch")
-            .field("count", &self.count)
+            .field("len", &self.frames.len())
             .finish()
     }
 }
@@ -47,65 +64,98 @@ impl RxBatch {
     /// `slots` buffers of `BUFFER_SIZE` bytes, allocated once.
     pub fn new(slots: usize) -> RxBatch {
         RxBatch {
-            buffers: (0..slots)
+            storage: (0..slots)
                 .map(|_| vec![0u8; BUFFER_SIZE].into_boxed_slice())
                 .collect(),
-            lens: vec![0; slots],
-            count: 0,
+            frames: Vec::with_capacity(slots),
         }
     }
 
-    /// Number of slots.
+    /// Most frames one receive brings.
     pub fn capacity(&self) -> usize {
-        self.buffers.len()
+        self.storage.len()
     }
 
     /// Frames received by the last `recv_batch`.
     pub fn len(&self) -> usize {
-        self.count
+        self.frames.len()
     }
 
     /// Whether the last receive brought nothing.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.frames.is_empty()
+    }
+
+    /// Header and frame `i` together, as a port with offloads sends them.
+    pub fn with_vnet(&self, i: usize) -> &[u8] {
+        let f = self.frames[i];
+        // SAFETY: `f` was recorded by a backend for `len` bytes of memory
+        // that stays valid until the next receive or release (see the type).
+        unsafe { std::slice::from_raw_parts(f.ptr, f.len) }
+    }
+
+    fn with_vnet_mut(&mut self, i: usize) -> &mut [u8] {
+        let f = self.frames[i];
+        // SAFETY: as in `with_vnet`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(f.ptr, f.len) }
     }
 
     /// The virtio-net header of frame `i`.
     pub fn vnet(&self, i: usize) -> VnetRepr {
         VnetRepr::parse(&VnetHeader::new_unchecked(
-            &self.buffers[i][..vnet_hdr::HEADER_LEN],
+            &self.with_vnet(i)[..vnet_hdr::HEADER_LEN],
         ))
     }
 
     /// The Ethernet frame `i`.
     pub fn frame(&self, i: usize) -> &[u8] {
-        &self.buffers[i][vnet_hdr::HEADER_LEN..self.lens[i]]
+        &self.with_vnet(i)[vnet_hdr::HEADER_LEN..]
     }
 
     /// The Ethernet frame `i`, writable.
     pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
-        let end = self.lens[i];
-        &mut self.buffers[i][vnet_hdr::HEADER_LEN..end]
+        &mut self.with_vnet_mut(i)[vnet_hdr::HEADER_LEN..]
     }
 
-    /// Header and frame `i` together, as a port with offloads sends them.
-    pub fn with_vnet(&self, i: usize) -> &[u8] {
-        &self.buffers[i][..self.lens[i]]
+    /// For backends: forgets the previous receive.
+    pub(crate) fn clear(&mut self) {
+        self.frames.clear();
     }
 
-    /// For backends: the raw slots to fill.
-    pub(crate) fn slots_mut(&mut self) -> &mut [Box<[u8]>] {
-        &mut self.buffers
+    /// For backends: the batch's own buffer `i`, to receive into.
+    pub(crate) fn storage_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.storage[i]
     }
 
-    /// For backends: records that the first `count` slots hold frames.
-    pub(crate) fn set_received(&mut self, count: usize) {
-        self.count = count;
+    /// For backends: records a frame of `len` bytes (header included) in
+    /// the batch's own buffer `i`.
+    pub(crate) fn push_stored(&mut self, i: usize, len: usize) {
+        let len = len.min(BUFFER_SIZE);
+        let ptr = self.storage[i].as_mut_ptr();
+        self.frames.push(RxFrame {
+            ptr,
+            len,
+            ring_slot: None,
+        });
     }
 
-    /// For backends: sets the total length (header included) of slot `i`.
-    pub(crate) fn set_len(&mut self, i: usize, len: usize) {
-        self.lens[i] = len.min(BUFFER_SIZE);
+    /// For backends: records a frame of `len` bytes at `ptr` in ring slot
+    /// `slot`.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes until the port
+    /// that owns the ring releases the batch.
+    pub(crate) unsafe fn push_ring(&mut self, ptr: *mut u8, len: usize, slot: u32) {
+        self.frames.push(RxFrame {
+            ptr,
+            len,
+            ring_slot: Some(slot),
+        });
+    }
+
+    /// For backends: the ring slots the batch holds.
+    pub(crate) fn ring_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.frames.iter().filter_map(|f| f.ring_slot)
     }
 }
 
@@ -139,6 +189,11 @@ pub trait Port: Send {
     /// when `info().offloads`, else a bare frame. Returns how many were
     /// accepted; the rest were dropped (and counted in `dropped`).
     fn send_batch<'a>(&mut self, frames: &mut dyn Iterator<Item = &'a [u8]>) -> io::Result<usize>;
+
+    /// Hands the buffers of a processed batch back (ring slots to the kernel).
+    fn release(&mut self, batch: &mut RxBatch) {
+        batch.clear();
+    }
 
     /// Frames dropped by the backend itself (too large, kernel refused).
     fn dropped(&self) -> u64 {
