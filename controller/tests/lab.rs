@@ -476,3 +476,52 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn a_port_without_offloads_gets_segmented_frames() {
+    if !is_root() {
+        return;
+    }
+    let name = unique_name("nooff");
+    let topology = three_hosts(&name, "secure").replace(
+        "ports: [{ name: p1 }, { name: p2 }, { name: p3 }]",
+        "ports: [{ name: p1 }, { name: p2, offloads: false }, { name: p3 }]",
+    );
+    let lab = Lab::new(&name, &topology);
+    lab.up();
+    lab.ping("h1", "10.0.0.2");
+    // h1 sends TSO super-frames; p2 cannot take them, so the switch segments them.
+    let data = pattern(4 * 1024 * 1024, 11);
+    let got = tcp_transfer(
+        &lab.ns("h2"),
+        &lab.ns("h1"),
+        "10.0.0.2:7005".parse().unwrap(),
+        &data,
+    );
+    assert!(
+        got == data,
+        "TCP h1→h2 through a port without offloads arrived altered"
+    );
+    let got = tcp_transfer(
+        &lab.ns("h1"),
+        &lab.ns("h2"),
+        "10.0.0.1:7006".parse().unwrap(),
+        &data,
+    );
+    assert!(got == data, "TCP h2→h1 arrived altered");
+    let out = lab.sdn(&["dump-ports", "sw1", "--lab", &name, "--json"]);
+    let ports: Value = serde_json::from_slice(&out.stdout).expect("dump-ports is JSON");
+    assert!(
+        ports["datapath"]["segmented_frames"].as_u64().unwrap() > 0,
+        "super-frames were segmented in software: {ports}"
+    );
+    let status = status_json(&lab);
+    let p2 = status["switches"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "p2")
+        .cloned()
+        .unwrap();
+    assert_eq!(p2["offloads"], false);
+}

@@ -284,10 +284,10 @@ async fn session(
                 if !greeted {
                     continue;
                 }
-                if let Some(reply) = handle_message(message, datapath) {
-                    if tx.send(reply).await.is_err() {
-                        return SessionEnd::Lost("stream closed".into());
-                    }
+                if let Some(reply) = handle_message(message, datapath)
+                    && tx.send(reply).await.is_err()
+                {
+                    return SessionEnd::Lost("stream closed".into());
                 }
             }
             event = events.recv() => {

@@ -16,6 +16,9 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
+/// Builds a baseline shape with a name prefix and the hosts' addresses.
+type ShapeMaker = fn(&str, Addresses) -> Result<Shape>;
+
 /// How to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -208,7 +211,7 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
 
     if options.baselines {
         let prefix = format!("{}-bl", topology.name);
-        let shapes: Vec<(&str, fn(&str, Addresses) -> Result<Shape>, bool)> = vec![
+        let shapes: Vec<(&str, ShapeMaker, bool)> = vec![
             ("Linux bridge", baseline::linux_bridge, true),
             (
                 "Open vSwitch userspace + TSO",

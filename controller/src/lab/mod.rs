@@ -3,6 +3,7 @@
 //! everything made (written before each step), rollback when a step fails,
 //! and a teardown that leaves nothing behind.
 
+pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod process;
@@ -240,6 +241,9 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
     }
     for switch in &topology.switches {
         bring_up_ports(topology, switch)?;
+        for port in switch.ports.iter().filter(|p| !p.offloads) {
+            disable_peer_offloads(topology, &switch.name, &port.name)?;
+        }
     }
     for host in &topology.hosts {
         configure_host(topology, host)?;
@@ -347,6 +351,29 @@ fn configure_switch_namespace(namespace: &str) -> Result<()> {
         nl.set_up(netlink::index_of("lo")?)
     })
     .with_context(|| format!("configure namespace {namespace}"))
+}
+
+/// A port without offloads cannot take super-frames or partial checksums:
+/// the device at the other end of its link must not send any.
+fn disable_peer_offloads(topology: &Topology, switch: &str, port: &str) -> Result<()> {
+    let peer = topology.links.iter().find_map(|l| {
+        if l.a.node == switch && l.a.device == port {
+            Some(&l.b)
+        } else if l.b.node == switch && l.b.device == port {
+            Some(&l.a)
+        } else {
+            None
+        }
+    });
+    let Some(peer) = peer else { return Ok(()) };
+    let namespace = topology.namespace_of(&peer.node);
+    sdn_vswitch::netns::run_in(Some(&namespace), || ethtool::disable_offloads(&peer.device))
+        .with_context(|| {
+            format!(
+                "turn off offloads of {}:{} (peer of {switch}:{port})",
+                peer.node, peer.device
+            )
+        })
 }
 
 fn bring_up_ports(topology: &Topology, switch: &crate::topology::Switch) -> Result<()> {

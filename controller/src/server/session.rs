@@ -153,7 +153,7 @@ impl Session {
         );
         if is_reply
             && let Some(handle) = &self.handle
-            && handle.deliver(message.clone()).is_ok()
+            && handle.deliver(&message)
         {
             return Ok(());
         }

@@ -86,14 +86,14 @@ impl SessionHandle {
         }
     }
 
-    /// Hands a reply to whoever waits for `xid`; false if nobody does.
-    pub fn deliver(&self, message: pb::SwitchMessage) -> Result<(), pb::SwitchMessage> {
+    /// Hands a reply to whoever waits for its xid; returns whether someone did.
+    pub fn deliver(&self, message: &pb::SwitchMessage) -> bool {
         match lock(&self.pending).remove(&message.xid) {
             Some(waiter) => {
-                let _ = waiter.send(message);
-                Ok(())
+                let _ = waiter.send(message.clone());
+                true
             }
-            None => Err(message),
+            None => false,
         }
     }
 

@@ -97,7 +97,7 @@ pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(
 
 /// Whether an action list sends anything out of `port` (for `out_port` filters).
 pub fn outputs_to(actions: &[Action], port: PortNo) -> bool {
-    actions.iter().any(|a| *a == Action::Output(port))
+    actions.contains(&Action::Output(port))
 }
 
 /// Writes an action list in `ovs-ofctl` style, `drop` when empty.

@@ -379,8 +379,8 @@ impl Pipeline {
         now: Instant,
     ) -> Result<Vec<FlowRemoved>, FlowModError> {
         let spec = &fm.spec;
-        if spec.table >= N_TABLES && !(fm.all_tables && !matches!(fm.command, FlowModCommand::Add))
-        {
+        let any_table = fm.all_tables && !matches!(fm.command, FlowModCommand::Add);
+        if spec.table >= N_TABLES && !any_table {
             return Err(FlowModError::NoSuchTable {
                 table: spec.table,
                 n_tables: N_TABLES,

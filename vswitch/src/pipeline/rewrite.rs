@@ -163,7 +163,7 @@ mod tests {
     use crate::wire::{IpPair, Ipv4Packet, TcpSegment, UdpDatagram};
     use std::net::Ipv4Addr;
 
-    fn rewrite(frame: &mut Vec<u8>, partial: bool, field: SetField) {
+    fn rewrite(frame: &mut [u8], partial: bool, field: SetField) {
         let extracted = FlowKey::extract(frame, 1).unwrap();
         apply(frame, &extracted.key, extracted.layout, partial, field);
     }

@@ -600,7 +600,7 @@ impl Port for AfPacketPort {
         batch.clear();
     }
 
-    fn send_batch<'a>(&mut self, frames: &mut dyn Iterator<Item = &'a [u8]>) -> io::Result<usize> {
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize> {
         let mut sent_total = 0;
         loop {
             let mut count = 0;

@@ -128,7 +128,7 @@ impl Port for MemoryPort {
         Ok(count)
     }
 
-    fn send_batch<'a>(&mut self, frames: &mut dyn Iterator<Item = &'a [u8]>) -> io::Result<usize> {
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize> {
         let mut queues = self.link.lock();
         let before = queues.from_switch.len();
         queues.from_switch.extend(frames.map(|f| f.to_vec()));

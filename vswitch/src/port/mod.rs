@@ -188,7 +188,7 @@ pub trait Port: Send {
     /// Sends frames without blocking; each is `[virtio-net header][frame]`
     /// when `info().offloads`, else a bare frame. Returns how many were
     /// accepted; the rest were dropped (and counted in `dropped`).
-    fn send_batch<'a>(&mut self, frames: &mut dyn Iterator<Item = &'a [u8]>) -> io::Result<usize>;
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize>;
 
     /// Hands the buffers of a processed batch back (ring slots to the kernel).
     fn release(&mut self, batch: &mut RxBatch) {

@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_offsets() {
-        let mut bytes = vec![0u8; MIN_HEADER_LEN];
+        let mut bytes = [0u8; MIN_HEADER_LEN];
         bytes[12] = 0x40;
         assert!(TcpSegment::new_checked(&bytes[..]).is_err());
         bytes[12] = 0x60;

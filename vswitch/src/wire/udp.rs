@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn bad_length() {
-        let mut bytes = vec![0u8; HEADER_LEN];
+        let mut bytes = [0u8; HEADER_LEN];
         bytes[5] = 20;
         let datagram = UdpDatagram::new_checked(&bytes[..]).unwrap();
         assert!(UdpRepr::parse(&datagram, ips()).is_err());

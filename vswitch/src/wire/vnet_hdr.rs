@@ -25,9 +25,10 @@ pub const FLAG_NEEDS_CSUM: u8 = 1;
 pub const FLAG_DATA_VALID: u8 = 2;
 
 /// Segmentation type of a super-frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GsoType {
     /// Not a super-frame.
+    #[default]
     None,
     /// TCP over IPv4.
     TcpV4,
@@ -160,12 +161,6 @@ pub struct VnetRepr {
     pub csum_start: u16,
     /// Checksum field offset relative to `csum_start`.
     pub csum_offset: u16,
-}
-
-impl Default for GsoType {
-    fn default() -> Self {
-        GsoType::None
-    }
 }
 
 impl VnetRepr {
