@@ -7,9 +7,12 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod l2;
 pub mod lab;
 pub mod pcap;
 pub mod reconcile;
 pub mod server;
 pub mod topology;
+pub mod traffic;

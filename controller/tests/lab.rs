@@ -463,6 +463,7 @@ fn every_command_has_help() {
         vec!["validate", "--help"],
         vec!["controller", "--help"],
         vec!["bench", "--help"],
+        vec!["demo", "--help"],
     ] {
         let out = Command::new(sdn_binary())
             .args(&command)

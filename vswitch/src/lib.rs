@@ -8,6 +8,8 @@ pub mod agent;
 pub mod classifier;
 pub mod datapath;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gso;
 pub mod learning;
 pub mod netns;

@@ -2,6 +2,7 @@
 //! lives in its own module.
 
 mod capture;
+mod demo;
 mod flows;
 mod labs;
 mod status;
@@ -98,6 +99,13 @@ enum Command {
         /// Lab (needed only when several are up).
         #[arg(long)]
         lab: Option<String>,
+    },
+    /// Bring up a lab (the demo by default) and show traffic flowing through it
+    /// (needs root).
+    Demo {
+        /// Topology file.
+        #[arg(default_value = "topologies/demo.yaml")]
+        topology: PathBuf,
     },
     /// Check a topology file without creating anything.
     Validate {
@@ -201,6 +209,7 @@ async fn run(cli: Cli) -> Result<()> {
             capture::capture(&switch, &port, &write, limits, snaplen, lab.as_deref()).await
         }
         Command::Validate { topology } => labs::validate(&topology),
+        Command::Demo { topology } => demo::demo(&topology).await,
         Command::Controller { topology, listen } => run_controller(&topology, &listen).await,
         Command::Bench {
             topology,

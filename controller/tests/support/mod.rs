@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use sdn_controller::lab::record::LabRecord;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -166,43 +165,15 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Deterministic test data.
-pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect()
-}
+pub use sdn_controller::traffic::pattern;
 
 /// Sends `data` over TCP from `client_ns` to `server`, bound in `server_ns`;
 /// returns what the server received.
 pub fn tcp_transfer(server_ns: &str, client_ns: &str, server: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server_ns = server_ns.to_string();
-    let receiver = std::thread::spawn(move || {
-        sdn_vswitch::netns::enter(&server_ns).expect("enter server namespace");
-        let listener = TcpListener::bind(server).expect("listen");
-        ready_tx.send(()).expect("signal ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).expect("read");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("server ready");
-    let client_ns = client_ns.to_string();
-    let payload = data.to_vec();
-    std::thread::spawn(move || {
-        sdn_vswitch::netns::enter(&client_ns).expect("enter client namespace");
-        let mut conn =
-            TcpStream::connect_timeout(&server, Duration::from_secs(5)).expect("connect");
-        conn.write_all(&payload).expect("write");
-    })
-    .join()
-    .expect("client thread");
-    receiver.join().expect("server thread")
+    let (_, received) =
+        sdn_controller::traffic::tcp_transfer(server_ns, client_ns, server, data.to_vec())
+            .expect("TCP transfer");
+    received
 }
 
 /// Sends one UDP datagram from inside `ns`.
