@@ -44,7 +44,7 @@ pub fn ping(namespace: &str, to: Ipv4Addr, count: u16) -> Result<Vec<Option<Dura
         let ident = (std::process::id() & 0xffff) as u16;
         let mut rtts = Vec::new();
         for seq in 0..count {
-            let mut message = vec![0u8; icmp::HEADER_LEN + 32];
+            let mut message = [0u8; icmp::HEADER_LEN + 32];
             IcmpEchoRepr {
                 msg_type: icmp::V4_ECHO_REQUEST,
                 ident,
