@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Software-defined network labs in Linux network namespaces.
 #[derive(Debug, Parser)]
-#[command(name = "sdn", version, about, long_about = None)]
+#[command(name = "sdn", version, about = "Software-defined network labs in Linux network namespaces", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
