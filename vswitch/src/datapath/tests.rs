@@ -2,7 +2,7 @@
 //! and events out.
 
 use super::*;
-use crate::flow::{FlowSpec, MacMatch};
+use crate::flow::{Action, FlowMod, FlowSpec, MacMatch, Match};
 use crate::port::memory::{MemoryLink, MemoryPort};
 use crate::testutil::{FrameBuilder, mac};
 use crate::wire::{GsoType, IpPair, Ipv4Packet, TcpRepr, TcpSegment, vnet_hdr};

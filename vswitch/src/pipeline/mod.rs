@@ -5,13 +5,14 @@
 //! established flow does not grow with the number of entries. Any change to
 //! the tables empties the cache.
 
+mod flow_mod;
 pub(crate) mod rewrite;
 mod table;
+mod timeouts;
 
 use crate::classifier::RuleId;
 use crate::flow::{
-    Action, ActionError, Extracted, FlowKey, FlowMod, FlowModCommand, FlowSpec, FlowStats, Match,
-    MatchError, PortNo, SetField, action,
+    Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo, SetField,
 };
 use crate::learning::{L2Decision, MacLearning};
 use rustc_hash::FxHashMap;
@@ -19,7 +20,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::time::Instant;
-use table::{Entry, FlowTable};
+use table::FlowTable;
+use timeouts::Timer;
 
 /// Number of flow tables.
 pub const N_TABLES: u8 = 8;
@@ -176,14 +178,6 @@ struct CachedPath {
     steps: Vec<Step>,
     /// Some table had no matching entry (the frame stopped there).
     missed: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    deadline: Instant,
-    table: u8,
-    id: RuleId,
-    seq: u64,
 }
 
 /// The switching core of one switch.
@@ -370,201 +364,6 @@ impl Pipeline {
             out,
         );
     }
-
-    /// Applies a flow-mod. Returns the removed entries that asked to be
-    /// reported (deletes). The tables are unchanged on error.
-    pub fn apply_flow_mod(
-        &mut self,
-        fm: &FlowMod,
-        now: Instant,
-    ) -> Result<Vec<FlowRemoved>, FlowModError> {
-        let spec = &fm.spec;
-        let any_table = fm.all_tables && !matches!(fm.command, FlowModCommand::Add);
-        if spec.table >= N_TABLES && !any_table {
-            return Err(FlowModError::NoSuchTable {
-                table: spec.table,
-                n_tables: N_TABLES,
-            });
-        }
-        let mut removed = Vec::new();
-        match fm.command {
-            FlowModCommand::Add => {
-                spec.matcher.validate()?;
-                action::validate_actions(&spec.actions, spec.table, N_TABLES)?;
-                let masked = spec.matcher.to_masked();
-                let table = &mut self.tables[usize::from(spec.table)];
-                if table.len() >= self.table_capacity
-                    && table.find_strict(&masked, spec.priority).is_none()
-                {
-                    return Err(FlowModError::TableFull {
-                        table: spec.table,
-                        capacity: self.table_capacity,
-                    });
-                }
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let (id, _replaced) = table.insert(Entry {
-                    spec: spec.clone(),
-                    masked,
-                    seq,
-                    installed: now,
-                    last_used: now,
-                    packets: 0,
-                    bytes: 0,
-                });
-                if let Some(deadline) = first_deadline(spec, now, now) {
-                    self.timers.push(Reverse(Timer {
-                        deadline,
-                        table: spec.table,
-                        id,
-                        seq,
-                    }));
-                }
-            }
-            FlowModCommand::Modify { strict } => {
-                action::validate_actions(&spec.actions, spec.table, N_TABLES)?;
-                for (table, id) in self.select(fm, strict) {
-                    if let Some(entry) = self.tables[usize::from(table)].get_mut(id) {
-                        entry.spec.actions = spec.actions.clone();
-                    }
-                }
-            }
-            FlowModCommand::Delete { strict } => {
-                for (table, id) in self.select(fm, strict) {
-                    if let Some(entry) = self.tables[usize::from(table)].remove(id)
-                        && entry.spec.send_flow_removed
-                    {
-                        removed.push(FlowRemoved {
-                            reason: RemovedReason::Delete,
-                            stats: stats_of(&entry, now),
-                        });
-                    }
-                }
-            }
-        }
-        self.cache.clear();
-        Ok(removed)
-    }
-
-    /// Entries a modify or delete applies to.
-    fn select(&self, fm: &FlowMod, strict: bool) -> Vec<(u8, RuleId)> {
-        let filter = fm.spec.matcher.to_masked();
-        let cookie_ok =
-            |e: &Entry| e.spec.cookie & fm.cookie_mask == fm.spec.cookie & fm.cookie_mask;
-        let port_ok = |e: &Entry| {
-            fm.out_port
-                .is_none_or(|p| action::outputs_to(&e.spec.actions, p))
-        };
-        let tables: Vec<u8> = if fm.all_tables {
-            (0..N_TABLES).collect()
-        } else {
-            vec![fm.spec.table]
-        };
-        let mut selected = Vec::new();
-        for t in tables {
-            let table = &self.tables[usize::from(t)];
-            if strict {
-                if let Some(id) = table.find_strict(&filter, fm.spec.priority)
-                    && let Some(entry) = table.get(id)
-                    && cookie_ok(entry)
-                    && port_ok(entry)
-                {
-                    selected.push((t, id));
-                }
-                continue;
-            }
-            for id in table.ids() {
-                if let Some(entry) = table.get(id)
-                    && entry.masked.is_covered_by(&filter)
-                    && cookie_ok(entry)
-                    && port_ok(entry)
-                {
-                    selected.push((t, id));
-                }
-            }
-        }
-        selected
-    }
-
-    /// The earliest instant at which an entry may time out.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse(t)| t.deadline)
-    }
-
-    /// Removes entries whose timeouts passed by `now`; returns those that
-    /// asked to be reported.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<FlowRemoved> {
-        let mut removed = Vec::new();
-        let mut changed = false;
-        while let Some(Reverse(timer)) = self.timers.peek().copied() {
-            if timer.deadline > now {
-                break;
-            }
-            self.timers.pop();
-            let table = &mut self.tables[usize::from(timer.table)];
-            let Some(entry) = table.get(timer.id) else {
-                continue;
-            };
-            if entry.seq != timer.seq {
-                continue; // The slot was reused by a later entry.
-            }
-            match expiry(entry, now) {
-                Some(reason) => {
-                    if let Some(entry) = table.remove(timer.id) {
-                        changed = true;
-                        if entry.spec.send_flow_removed {
-                            removed.push(FlowRemoved {
-                                reason,
-                                stats: stats_of(&entry, now),
-                            });
-                        }
-                    }
-                }
-                None => {
-                    if let Some(deadline) =
-                        first_deadline(&entry.spec, entry.installed, entry.last_used)
-                    {
-                        self.timers.push(Reverse(Timer { deadline, ..timer }));
-                    }
-                }
-            }
-        }
-        if changed {
-            self.cache.clear();
-        }
-        removed
-    }
-
-    /// Statistics of the entries `filter` covers, in `table` or all tables,
-    /// whose cookie matches under `cookie_mask`; ordered by table, then
-    /// descending priority.
-    pub fn flow_stats(
-        &self,
-        table: Option<u8>,
-        filter: &Match,
-        cookie: u64,
-        cookie_mask: u64,
-        now: Instant,
-    ) -> Vec<FlowStats> {
-        let filter = filter.to_masked();
-        let mut out = Vec::new();
-        for (t, flow_table) in self.tables.iter().enumerate() {
-            if table.is_some_and(|wanted| usize::from(wanted) != t) {
-                continue;
-            }
-            let mut entries: Vec<&Entry> = flow_table
-                .ids()
-                .filter_map(|id| flow_table.get(id))
-                .filter(|e| {
-                    e.masked.is_covered_by(&filter)
-                        && e.spec.cookie & cookie_mask == cookie & cookie_mask
-                })
-                .collect();
-            entries.sort_by_key(|e| (Reverse(e.spec.priority), e.seq));
-            out.extend(entries.into_iter().map(|e| stats_of(e, now)));
-        }
-        out
-    }
 }
 
 fn flood(ports: &[PortNo], in_port: PortNo, outputs: &mut Vec<PortNo>) {
@@ -660,39 +459,6 @@ fn classify(tables: &[FlowTable], mut key: FlowKey) -> CachedPath {
             _ => return path,
         }
     }
-}
-
-fn stats_of(entry: &Entry, now: Instant) -> FlowStats {
-    FlowStats {
-        spec: entry.spec.clone(),
-        duration: now.saturating_duration_since(entry.installed),
-        idle_age: now.saturating_duration_since(entry.last_used),
-        packets: entry.packets,
-        bytes: entry.bytes,
-    }
-}
-
-/// When an entry installed at `installed` and last hit at `last_used` times
-/// out, if ever.
-fn first_deadline(spec: &FlowSpec, installed: Instant, last_used: Instant) -> Option<Instant> {
-    let hard = (!spec.hard_timeout.is_zero()).then(|| installed + spec.hard_timeout);
-    let idle = (!spec.idle_timeout.is_zero()).then(|| last_used + spec.idle_timeout);
-    match (hard, idle) {
-        (Some(h), Some(i)) => Some(h.min(i)),
-        (h, i) => h.or(i),
-    }
-}
-
-/// Whether (and why) an entry has timed out at `now`.
-fn expiry(entry: &Entry, now: Instant) -> Option<RemovedReason> {
-    let spec = &entry.spec;
-    if !spec.hard_timeout.is_zero() && now >= entry.installed + spec.hard_timeout {
-        return Some(RemovedReason::HardTimeout);
-    }
-    if !spec.idle_timeout.is_zero() && now >= entry.last_used + spec.idle_timeout {
-        return Some(RemovedReason::IdleTimeout);
-    }
-    None
 }
 
 #[cfg(test)]

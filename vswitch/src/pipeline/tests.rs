@@ -2,7 +2,7 @@
 //! decisions and rewritten bytes are checked field by field.
 
 use super::*;
-use crate::flow::{IpPrefix, MacMatch, Match};
+use crate::flow::{FlowMod, FlowModCommand, FlowSpec, IpPrefix, MacMatch, Match};
 use crate::testutil::{FrameBuilder, mac};
 use crate::wire::{EthernetFrame, IpPair, Ipv4Packet, TcpSegment, UdpDatagram};
 use std::time::Duration;

@@ -4,220 +4,32 @@
 //! Frames go out of the very buffers they arrived in; only packet-ins,
 //! captures and segmentation for ports without offloads copy.
 
-use crate::flow::{Action, FlowMod, FlowStats, Match, PortNo};
-use crate::gso::{self, Segments};
-use crate::pipeline::{
-    Decision, FlowRemoved, FrameMeta, PacketInRequest, Pipeline, PipelineCounters,
-};
-use crate::port::{Port, PortInfo, RxBatch};
+mod edge;
+mod messages;
+
+pub use messages::*;
+
+use edge::{Capture, account, capture, pin_to_cpu, segments_of, send_without_offloads};
+
+use crate::flow::PortNo;
+use crate::gso::Segments;
+use crate::pipeline::{Decision, FrameMeta, PacketInRequest, Pipeline};
+use crate::port::{Port, RxBatch};
 use crate::wire::{VnetHeader, VnetRepr, vnet_hdr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 /// Packet-ins and capture batches waiting for the agent beyond this are dropped.
 pub const MAX_PENDING_EVENTS: usize = 1024;
 
-/// Frames one capture may hold between flushes before it drops.
-const CAPTURE_QUEUE: usize = 4096;
-
 /// Batches taken from one port before the others get a turn.
 const ROUNDS_PER_PORT: usize = 4;
-
-/// Counters of one port.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PortCounters {
-    /// Frames received (a super-frame counts once).
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Frames received but not usable (runts, too large).
-    pub rx_dropped: u64,
-    /// Frames that could not be sent (no room, could not be segmented).
-    pub tx_dropped: u64,
-    /// Receive errors reported by the system.
-    pub rx_errors: u64,
-    /// Send errors reported by the system.
-    pub tx_errors: u64,
-}
-
-/// Switch-wide counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DatapathCounters {
-    /// Pipeline counters (cache, misses, runts).
-    pub pipeline: PipelineCounters,
-    /// Packet-ins handed to the agent.
-    pub packet_in_sent: u64,
-    /// Packet-ins dropped: no controller, or the agent fell behind.
-    pub packet_in_dropped: u64,
-    /// Super-frames segmented in software for ports without offloads.
-    pub segmented_frames: u64,
-}
-
-/// A port as the controller sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortDescription {
-    /// Port number.
-    pub number: PortNo,
-    /// Static facts.
-    pub info: PortInfo,
-}
-
-/// A frame seen by a capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapturedFrame {
-    /// Wall-clock time, nanoseconds since the Unix epoch.
-    pub timestamp_ns: u64,
-    /// Length before truncation to the snap length.
-    pub original_len: u32,
-    /// The bytes kept.
-    pub data: Vec<u8>,
-    /// Received on the port (true) or sent out of it (false).
-    pub inbound: bool,
-}
-
-/// The controller's state as far as the datapath cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControllerState {
-    /// Connected: packet-ins flow, tables come from the controller.
-    Connected,
-    /// Gone; installed flows keep working, packet-ins are dropped.
-    Disconnected,
-    /// Gone long enough that a standalone switch forwards as a learning switch.
-    FailOpen,
-}
-
-/// Requests to the datapath thread.
-#[derive(Debug)]
-pub enum Command {
-    /// Change the flow tables.
-    FlowMod {
-        /// Transaction id for errors.
-        xid: u64,
-        /// The change.
-        flow_mod: FlowMod,
-    },
-    /// Answer once every earlier command is done.
-    Barrier {
-        /// Transaction id.
-        xid: u64,
-    },
-    /// Send a frame built by the controller.
-    PacketOut {
-        /// Transaction id for errors.
-        xid: u64,
-        /// Port the frame counts as coming from (0 = none).
-        in_port: PortNo,
-        /// What to do with it.
-        actions: Vec<Action>,
-        /// The frame.
-        data: Vec<u8>,
-        /// Its offload metadata.
-        vnet: VnetRepr,
-    },
-    /// Report flow statistics.
-    FlowStats {
-        /// Transaction id.
-        xid: u64,
-        /// One table or all.
-        table: Option<u8>,
-        /// Wildcard filter.
-        filter: Match,
-        /// Cookie filter value.
-        cookie: u64,
-        /// Cookie filter mask.
-        cookie_mask: u64,
-    },
-    /// Report port and datapath counters.
-    PortStats {
-        /// Transaction id.
-        xid: u64,
-    },
-    /// Start copying the frames of a port.
-    CaptureStart {
-        /// Capture id.
-        id: u64,
-        /// Port.
-        port: PortNo,
-        /// Bytes kept per frame.
-        snaplen: u32,
-    },
-    /// Stop a capture.
-    CaptureStop {
-        /// Capture id.
-        id: u64,
-    },
-    /// The controller connection changed.
-    Controller(ControllerState),
-    /// Stop the thread.
-    Shutdown,
-}
-
-/// Reports from the datapath thread.
-#[derive(Debug)]
-pub enum Event {
-    /// A frame for the controller.
-    PacketIn {
-        /// Input port.
-        in_port: PortNo,
-        /// Why and from which entry.
-        request: PacketInRequest,
-        /// Length before truncation.
-        total_len: u32,
-        /// The (truncated) frame.
-        data: Vec<u8>,
-        /// Offload metadata of the frame.
-        vnet: VnetRepr,
-    },
-    /// An entry left the tables.
-    FlowRemoved(FlowRemoved),
-    /// Every command before the barrier is done.
-    BarrierReply {
-        /// Transaction id.
-        xid: u64,
-    },
-    /// Flow statistics.
-    FlowStats {
-        /// Transaction id.
-        xid: u64,
-        /// Entries.
-        flows: Vec<FlowStats>,
-    },
-    /// Port and datapath counters.
-    PortStats {
-        /// Transaction id.
-        xid: u64,
-        /// Per port.
-        ports: Vec<(PortDescription, PortCounters)>,
-        /// Switch-wide.
-        datapath: DatapathCounters,
-    },
-    /// A command failed.
-    Error {
-        /// Transaction id of the command.
-        xid: u64,
-        /// Why.
-        message: String,
-    },
-    /// Captured frames.
-    Capture {
-        /// Capture id.
-        id: u64,
-        /// Frames since the last report.
-        frames: Vec<CapturedFrame>,
-        /// Frames dropped so far.
-        dropped: u64,
-    },
-}
 
 /// Wakes the datapath thread from another thread.
 #[derive(Debug, Clone)]
@@ -279,14 +91,6 @@ impl DatapathHandle {
     }
 }
 
-struct Capture {
-    id: u64,
-    port_index: usize,
-    snaplen: usize,
-    frames: Vec<CapturedFrame>,
-    dropped: u64,
-}
-
 /// The datapath of one switch.
 pub struct Datapath {
     pipeline: Pipeline,
@@ -315,22 +119,6 @@ impl std::fmt::Debug for Datapath {
             .field("ports", &self.numbers)
             .finish()
     }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Wire packets a frame stands for.
-fn segments_of(frame_len: usize, vnet: &VnetRepr) -> u32 {
-    if !vnet.is_gso() || vnet.gso_size == 0 {
-        return 1;
-    }
-    let payload = frame_len.saturating_sub(usize::from(vnet.hdr_len));
-    u32::try_from(payload.div_ceil(usize::from(vnet.gso_size)).max(1)).unwrap_or(u32::MAX)
 }
 
 impl Datapath {
@@ -761,85 +549,6 @@ impl Datapath {
                 self.captures[c].dropped += 1;
             }
         }
-    }
-}
-
-/// Restricts the calling thread to one CPU.
-fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("CPU {cpu} is out of range"),
-        ));
-    }
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (index checked
-    // above); sched_setaffinity(0, ..) applies to the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn account(counters: &mut PortCounters, sent: io::Result<usize>, queued: usize, bytes: u64) {
-    match sent {
-        Ok(n) => {
-            counters.tx_packets += n as u64;
-            counters.tx_dropped += (queued - n.min(queued)) as u64;
-            if n == queued {
-                counters.tx_bytes += bytes;
-            }
-        }
-        Err(_) => {
-            counters.tx_errors += 1;
-            counters.tx_dropped += queued as u64;
-        }
-    }
-}
-
-/// Sends one frame through a port that cannot take offload metadata:
-/// segments super-frames and completes partial checksums first.
-fn send_without_offloads(
-    port: &mut dyn Port,
-    counters: &mut PortCounters,
-    stats: &mut DatapathCounters,
-    segments: &mut Segments,
-    frame: &[u8],
-    vnet: &VnetRepr,
-) {
-    if !vnet.is_gso() && !vnet.needs_checksum() {
-        let sent = port.send_batch(&mut std::iter::once(frame));
-        account(counters, sent, 1, frame.len() as u64);
-        return;
-    }
-    match gso::segment(frame, vnet, segments) {
-        Ok(()) => {
-            if vnet.is_gso() {
-                stats.segmented_frames += 1;
-            }
-            let bytes: u64 = segments.iter().map(|s| s.len() as u64).sum();
-            let sent = port.send_batch(&mut segments.iter());
-            account(counters, sent, segments.len(), bytes);
-        }
-        Err(_) => counters.tx_dropped += 1,
-    }
-}
-
-fn capture(captures: &mut [Capture], port_index: usize, frame: &[u8], inbound: bool) {
-    for c in captures.iter_mut().filter(|c| c.port_index == port_index) {
-        if c.frames.len() >= CAPTURE_QUEUE {
-            c.dropped += 1;
-            continue;
-        }
-        c.frames.push(CapturedFrame {
-            timestamp_ns: now_ns(),
-            original_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
-            data: frame[..frame.len().min(c.snaplen)].to_vec(),
-            inbound,
-        });
     }
 }
 

@@ -8,8 +8,14 @@
 //! the switch from seeing its own transmissions. The socket is created in
 //! whatever network namespace the calling thread is in (`netns::run_in`).
 
+mod ring;
+
 use super::{BATCH, Port, PortInfo, RxBatch};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
+use ring::{
+    RING_FRAME_SIZE, RxRing, TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
+    TP_STATUS_VLAN_VALID, ring_field, setup_ring,
+};
 use std::ffi::CString;
 use std::io;
 use std::mem;
@@ -18,35 +24,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 // From <linux/if_packet.h>; not all are in the libc crate.
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
-const PACKET_RX_RING: libc::c_int = 5;
-const PACKET_COPY_THRESH: libc::c_int = 7;
-const PACKET_VERSION: libc::c_int = 10;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-const TPACKET_V2: libc::c_int = 1;
-const TP_STATUS_USER: u32 = 1;
-const TP_STATUS_COPY: u32 = 2;
-const TP_STATUS_VLAN_VALID: u32 = 0x10;
-const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
-
-/// `struct tpacket2_hdr` field offsets.
-mod ring_field {
-    pub(super) const STATUS: usize = 0;
-    pub(super) const LEN: usize = 4;
-    pub(super) const SNAPLEN: usize = 8;
-    pub(super) const MAC: usize = 12;
-    pub(super) const VLAN_TCI: usize = 24;
-    pub(super) const VLAN_TPID: usize = 26;
-    /// `TPACKET2_HDRLEN`: the header and the `sockaddr_ll` after it.
-    pub(super) const END: usize = 52;
-}
-
-/// Ring geometry: 2 KiB slots fit any frame of a 1500-byte MTU; 2048 slots
-/// (4 MiB) absorb a few milliseconds of a 64-byte flood.
-const RING_FRAME_SIZE: u32 = 2048;
-const RING_BLOCK_SIZE: u32 = 64 * 1024;
-const RING_FRAMES: u32 = 8192;
 
 /// Socket buffer size asked for (the kernel may cap it without CAP_NET_ADMIN).
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
@@ -66,58 +46,6 @@ impl Default for AfPacketOptions {
             offloads: true,
             ring: true,
         }
-    }
-}
-
-/// A `TPACKET_V2` receive ring mapped into this process.
-struct RxRing {
-    base: *mut u8,
-    size: usize,
-    frames: u32,
-    frames_per_block: u32,
-    /// Next slot the kernel fills.
-    head: u32,
-}
-
-impl RxRing {
-    fn slot(&self, index: u32) -> *mut u8 {
-        let block = index / self.frames_per_block;
-        let within = index % self.frames_per_block;
-        let offset =
-            block as usize * RING_BLOCK_SIZE as usize + within as usize * RING_FRAME_SIZE as usize;
-        // SAFETY: index < frames, so the offset lies inside the mapping.
-        unsafe { self.base.add(offset) }
-    }
-
-    fn status(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: every slot starts with a 4-byte aligned `tp_status` the
-        // kernel and this process share; atomics give the ordering the ring
-        // protocol needs.
-        unsafe {
-            &*(self.slot(index).add(ring_field::STATUS) as *const std::sync::atomic::AtomicU32)
-        }
-    }
-
-    fn read_u32(&self, index: u32, at: usize) -> u32 {
-        // SAFETY: `at` is a header field offset inside the slot.
-        unsafe { std::ptr::read_unaligned(self.slot(index).add(at) as *const u32) }
-    }
-
-    fn read_u16(&self, index: u32, at: usize) -> u16 {
-        // SAFETY: as above.
-        unsafe { std::ptr::read_unaligned(self.slot(index).add(at) as *const u16) }
-    }
-
-    fn give_back(&self, index: u32) {
-        self.status(index)
-            .store(0, std::sync::atomic::Ordering::Release);
-    }
-}
-
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in `setup_ring`.
-        unsafe { libc::munmap(self.base.cast(), self.size) };
     }
 }
 
@@ -214,76 +142,6 @@ fn device_facts(fd: RawFd, name: &CString) -> io::Result<(EthernetAddress, u32)>
     // SAFETY: the kernel wrote the MTU into the union.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok((mac, u32::try_from(mtu).unwrap_or(1500)))
-}
-
-fn setup_ring(fd: RawFd) -> io::Result<RxRing> {
-    set_int_option(
-        fd,
-        libc::SOL_PACKET,
-        PACKET_VERSION,
-        TPACKET_V2,
-        "PACKET_VERSION",
-    )?;
-    // Frames that do not fit a slot are queued whole on the socket.
-    set_int_option(
-        fd,
-        libc::SOL_PACKET,
-        PACKET_COPY_THRESH,
-        1,
-        "PACKET_COPY_THRESH",
-    )?;
-    #[repr(C)]
-    struct TpacketReq {
-        block_size: u32,
-        block_nr: u32,
-        frame_size: u32,
-        frame_nr: u32,
-    }
-    let frames_per_block = RING_BLOCK_SIZE / RING_FRAME_SIZE;
-    let request = TpacketReq {
-        block_size: RING_BLOCK_SIZE,
-        block_nr: RING_FRAMES / frames_per_block,
-        frame_size: RING_FRAME_SIZE,
-        frame_nr: RING_FRAMES,
-    };
-    // SAFETY: `request` outlives the call and its size is passed.
-    check(
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                PACKET_RX_RING,
-                (&request as *const TpacketReq).cast(),
-                mem::size_of::<TpacketReq>() as libc::socklen_t,
-            )
-        },
-        "PACKET_RX_RING",
-    )?;
-    let size = (RING_BLOCK_SIZE * request.block_nr) as usize;
-    // SAFETY: mapping the ring the kernel just allocated for this socket.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::new(
-            io::Error::last_os_error().kind(),
-            format!("mmap the receive ring: {}", io::Error::last_os_error()),
-        ));
-    }
-    Ok(RxRing {
-        base: base.cast(),
-        size,
-        frames: RING_FRAMES,
-        frames_per_block,
-        head: 0,
-    })
 }
 
 impl AfPacketPort {

@@ -1,0 +1,292 @@
+//! Translation between the southbound protocol and the datapath: controller
+//! messages become datapath commands (or direct answers), datapath events
+//! become switch messages. Input from the wire is checked, never trusted.
+
+use crate::datapath::{CapturedFrame, Command, DatapathHandle, Event, PortDescription};
+use crate::flow::convert::{ConvertError, actions_from_pb};
+use crate::flow::{FlowMod, Match};
+use crate::pipeline::{PacketInReason, RemovedReason};
+use crate::wire::{GsoType, VnetRepr, vnet_hdr};
+use sdn_proto::southbound::{
+    self as pb, controller_message::Body as In, switch_message::Body as Out,
+};
+
+pub(super) fn error_message(xid: u64, kind: pb::ErrorType, message: String) -> pb::SwitchMessage {
+    pb::SwitchMessage {
+        xid,
+        body: Some(Out::Error(pb::Error {
+            r#type: kind as i32,
+            message,
+        })),
+    }
+}
+
+pub(super) fn port_to_pb(p: &PortDescription) -> pb::Port {
+    pb::Port {
+        number: p.number,
+        name: p.info.name.clone(),
+        hw_addr: p.info.hw_addr.0.to_vec().into(),
+        link_up: true,
+        mtu: p.info.mtu,
+        offloads: p.info.offloads,
+    }
+}
+
+fn vnet_from_pb(o: Option<&pb::Offload>) -> Result<VnetRepr, ConvertError> {
+    let Some(o) = o else {
+        return Ok(VnetRepr::PLAIN);
+    };
+    let narrow = |field: &'static str, v: u32| {
+        u16::try_from(v).map_err(|_| ConvertError::OutOfRange {
+            field,
+            value: u64::from(v),
+        })
+    };
+    Ok(VnetRepr {
+        flags: if o.needs_checksum {
+            vnet_hdr::FLAG_NEEDS_CSUM
+        } else {
+            0
+        },
+        gso_type: GsoType::from(u8::try_from(o.gso_type).map_err(|_| {
+            ConvertError::OutOfRange {
+                field: "offload.gso_type",
+                value: u64::from(o.gso_type),
+            }
+        })?),
+        hdr_len: 0,
+        gso_size: narrow("offload.gso_size", o.gso_size)?,
+        csum_start: narrow("offload.checksum_start", o.checksum_start)?,
+        csum_offset: narrow("offload.checksum_offset", o.checksum_offset)?,
+    })
+}
+
+fn vnet_to_pb(v: &VnetRepr) -> Option<pb::Offload> {
+    (*v != VnetRepr::PLAIN).then(|| pb::Offload {
+        gso_type: u32::from(u8::from(v.gso_type)),
+        gso_size: u32::from(v.gso_size),
+        needs_checksum: v.needs_checksum(),
+        checksum_start: u32::from(v.csum_start),
+        checksum_offset: u32::from(v.csum_offset),
+    })
+}
+
+/// Turns a controller message into a datapath command, or answers it directly.
+pub(super) fn handle_message(
+    message: pb::ControllerMessage,
+    datapath: &DatapathHandle,
+) -> Option<pb::SwitchMessage> {
+    let xid = message.xid;
+    let bad = |e: ConvertError| Some(error_message(xid, pb::ErrorType::BadRequest, e.to_string()));
+    let command = match message.body? {
+        In::Hello(_) => return None,
+        In::EchoRequest(echo) => {
+            return Some(pb::SwitchMessage {
+                xid,
+                body: Some(Out::EchoReply(echo)),
+            });
+        }
+        In::EchoReply(_) => return None,
+        In::FlowMod(fm) => match FlowMod::try_from(&fm) {
+            Ok(flow_mod) => Command::FlowMod { xid, flow_mod },
+            Err(e) => return bad(e),
+        },
+        In::BarrierRequest(_) => Command::Barrier { xid },
+        In::PacketOut(po) => {
+            let actions = match actions_from_pb(&po.actions) {
+                Ok(a) => a,
+                Err(e) => return bad(e),
+            };
+            let vnet = match vnet_from_pb(po.offload.as_ref()) {
+                Ok(v) => v,
+                Err(e) => return bad(e),
+            };
+            Command::PacketOut {
+                xid,
+                in_port: po.in_port,
+                actions,
+                data: po.data.to_vec(),
+                vnet,
+            }
+        }
+        In::FlowStatsRequest(req) => {
+            let filter = match req.r#match.as_ref().map(Match::try_from).transpose() {
+                Ok(m) => m.unwrap_or_default(),
+                Err(e) => return bad(e),
+            };
+            let table = match req.table_id.map(u8::try_from).transpose() {
+                Ok(t) => t,
+                Err(_) => {
+                    return bad(ConvertError::OutOfRange {
+                        field: "table_id",
+                        value: u64::from(req.table_id.unwrap_or(0)),
+                    });
+                }
+            };
+            Command::FlowStats {
+                xid,
+                table,
+                filter,
+                cookie: req.cookie,
+                cookie_mask: req.cookie_mask,
+            }
+        }
+        In::PortStatsRequest(_) => Command::PortStats { xid },
+        In::CaptureStart(c) => Command::CaptureStart {
+            id: c.capture_id,
+            port: c.port,
+            snaplen: c.snaplen,
+        },
+        In::CaptureStop(c) => Command::CaptureStop { id: c.capture_id },
+    };
+    if datapath.send(command) {
+        None
+    } else {
+        Some(error_message(
+            xid,
+            pb::ErrorType::BadRequest,
+            "datapath stopped".into(),
+        ))
+    }
+}
+
+fn captured_to_pb(f: CapturedFrame) -> pb::CapturedFrame {
+    pb::CapturedFrame {
+        timestamp_ns: f.timestamp_ns,
+        original_len: f.original_len,
+        data: f.data.into(),
+        direction: if f.inbound {
+            pb::CaptureDirection::In
+        } else {
+            pb::CaptureDirection::Out
+        } as i32,
+    }
+}
+
+pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
+    let mut unsolicited = || {
+        *xid += 1;
+        *xid
+    };
+    match event {
+        Event::PacketIn {
+            in_port,
+            request,
+            total_len,
+            data,
+            vnet,
+        } => pb::SwitchMessage {
+            xid: unsolicited(),
+            body: Some(Out::PacketIn(pb::PacketIn {
+                in_port,
+                reason: match request.reason {
+                    PacketInReason::Action => pb::PacketInReason::Action,
+                    PacketInReason::NoMatch => pb::PacketInReason::NoMatch,
+                } as i32,
+                table_id: u32::from(request.table),
+                cookie: request.cookie,
+                total_len,
+                data: data.into(),
+                offload: vnet_to_pb(&vnet),
+            })),
+        },
+        Event::FlowRemoved(removed) => {
+            let stats = pb::FlowStats::from(&removed.stats);
+            pb::SwitchMessage {
+                xid: unsolicited(),
+                body: Some(Out::FlowRemoved(pb::FlowRemoved {
+                    reason: match removed.reason {
+                        RemovedReason::IdleTimeout => pb::FlowRemovedReason::IdleTimeout,
+                        RemovedReason::HardTimeout => pb::FlowRemovedReason::HardTimeout,
+                        RemovedReason::Delete => pb::FlowRemovedReason::Delete,
+                    } as i32,
+                    table_id: stats.table_id,
+                    priority: stats.priority,
+                    r#match: stats.r#match,
+                    cookie: stats.cookie,
+                    duration_ms: stats.duration_ms,
+                    packet_count: stats.packet_count,
+                    byte_count: stats.byte_count,
+                })),
+            }
+        }
+        Event::BarrierReply { xid } => pb::SwitchMessage {
+            xid,
+            body: Some(Out::BarrierReply(pb::BarrierReply {})),
+        },
+        Event::FlowStats { xid, flows } => pb::SwitchMessage {
+            xid,
+            body: Some(Out::FlowStatsReply(pb::FlowStatsReply {
+                flows: flows.iter().map(pb::FlowStats::from).collect(),
+            })),
+        },
+        Event::PortStats {
+            xid,
+            ports,
+            datapath,
+        } => pb::SwitchMessage {
+            xid,
+            body: Some(Out::PortStatsReply(pb::PortStatsReply {
+                ports: ports
+                    .into_iter()
+                    .map(|(d, c)| pb::PortStats {
+                        port: d.number,
+                        name: d.info.name,
+                        rx_packets: c.rx_packets,
+                        rx_bytes: c.rx_bytes,
+                        tx_packets: c.tx_packets,
+                        tx_bytes: c.tx_bytes,
+                        rx_dropped: c.rx_dropped,
+                        tx_dropped: c.tx_dropped,
+                        rx_errors: c.rx_errors,
+                        tx_errors: c.tx_errors,
+                    })
+                    .collect(),
+                datapath: Some(pb::DatapathStats {
+                    packet_in_sent: datapath.packet_in_sent,
+                    packet_in_dropped: datapath.packet_in_dropped,
+                    cache_hits: datapath.pipeline.cache_hits,
+                    cache_misses: datapath.pipeline.cache_misses,
+                    segmented_frames: datapath.segmented_frames,
+                }),
+            })),
+        },
+        Event::Error { xid, message } => error_message(xid, pb::ErrorType::FlowModFailed, message),
+        Event::Capture {
+            id,
+            frames,
+            dropped,
+        } => pb::SwitchMessage {
+            xid: unsolicited(),
+            body: Some(Out::CaptureData(pb::CaptureData {
+                capture_id: id,
+                frames: frames.into_iter().map(captured_to_pb).collect(),
+                dropped,
+            })),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offload_metadata_round_trip_and_bad_values() {
+        let v = VnetRepr {
+            flags: vnet_hdr::FLAG_NEEDS_CSUM,
+            gso_type: GsoType::TcpV4,
+            hdr_len: 0,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        assert_eq!(vnet_from_pb(vnet_to_pb(&v).as_ref()).unwrap(), v);
+        assert_eq!(vnet_to_pb(&VnetRepr::PLAIN), None);
+        let bad = pb::Offload {
+            gso_size: 70_000,
+            ..Default::default()
+        };
+        assert!(vnet_from_pb(Some(&bad)).is_err());
+    }
+}
