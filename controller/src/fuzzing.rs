@@ -16,6 +16,42 @@ pub fn pcap(data: &[u8]) {
     let _ = crate::pcap::read_all(data);
 }
 
+/// A switch message off the wire, as the controller's session takes it:
+/// packet-ins into the L2 application, flow dumps into a re-sync, flow-removed
+/// matches into the reconciler.
+pub fn switch_message(data: &[u8]) {
+    use prost::Message;
+    use sdn_proto::southbound as pb;
+    use sdn_vswitch::flow::{FlowStats, Match};
+    let Ok(message) = pb::SwitchMessage::decode(data) else {
+        return;
+    };
+    let mut reconciler = crate::reconcile::Reconciler::new();
+    let mut l2 = crate::l2::L2Switch::new(std::time::Duration::from_secs(300), 16);
+    l2.want_base(&mut reconciler);
+    match message.body {
+        Some(pb::switch_message::Body::PacketIn(packet_in)) => {
+            let ids = l2.on_packet_in(packet_in.in_port, &packet_in.data, &mut reconciler);
+            let _ = reconciler.sync_ids(&ids);
+        }
+        Some(pb::switch_message::Body::FlowStatsReply(reply)) => {
+            let installed: Vec<_> = reply
+                .flows
+                .iter()
+                .filter_map(|f| FlowStats::try_from(f).ok())
+                .map(|s| s.spec)
+                .collect();
+            l2.adopt(&installed, &mut reconciler);
+            reconciler.set_installed(installed);
+            let _ = reconciler.sync_all();
+        }
+        Some(pb::switch_message::Body::FlowRemoved(removed)) => {
+            let _ = removed.r#match.as_ref().map(Match::try_from);
+        }
+        _ => {}
+    }
+}
+
 /// Seed topologies: the shipped examples.
 pub fn seed_topologies() -> Vec<&'static str> {
     vec![
@@ -56,6 +92,7 @@ mod tests {
                 }
                 topology(&data);
                 pcap(&data);
+                switch_message(&data);
             }
         }
         // Alias bombs and deep nesting are refused, not expanded.

@@ -526,3 +526,31 @@ fn a_port_without_offloads_gets_segmented_frames() {
         .unwrap();
     assert_eq!(p2["offloads"], false);
 }
+
+#[test]
+fn switches_reach_a_controller_over_tcp() {
+    if !is_root() {
+        return;
+    }
+    let name = unique_name("tcp");
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let topology = three_hosts(&name, "secure").replacen(
+        &format!("name: {name}\n"),
+        &format!("name: {name}\ncontroller:\n  listen: tcp:127.0.0.1:{port}\n"),
+        1,
+    );
+    let lab = Lab::new(&name, &topology);
+    lab.up();
+    assert_eq!(lab.record().controller, format!("tcp:127.0.0.1:{port}"));
+    let status = status_json(&lab);
+    assert_eq!(status["controller"]["answering"], true);
+    assert_eq!(status["switches"][0]["synced"], true);
+    lab.ping("h1", "10.0.0.3");
+    let flows = flows_json(&lab);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["match"]["dl_dst"] == mac_of(&lab, "h3").as_str()),
+        "learned over TCP"
+    );
+}
