@@ -124,6 +124,28 @@ fn fix_ip_header(seg: &mut [u8], o: &Offsets, ip_len: usize, ident: Option<u16>)
     }
 }
 
+/// Appends segment `index`: the headers and `chunk`, with the IP length
+/// (and, for IPv4, identification and checksum) made right for it.
+fn push_segment<'a>(
+    out: &'a mut Segments,
+    headers: &[u8],
+    chunk: &[u8],
+    o: &Offsets,
+    ident: Option<u16>,
+    index: usize,
+) -> &'a mut [u8] {
+    let range = out.push(&[headers, chunk]);
+    let seg = &mut out.data[range];
+    let ip_len = seg.len() - o.l3;
+    fix_ip_header(
+        seg,
+        o,
+        ip_len,
+        ident.map(|id| id.wrapping_add(index as u16)),
+    );
+    seg
+}
+
 /// Writes into `out` the frames that carry `frame` on a port without
 /// offloads: the segments of a super-frame, or the frame itself with its
 /// checksum completed. A frame with no offload metadata is copied as is.
@@ -178,14 +200,7 @@ fn segment_tcp(frame: &[u8], vnet: &VnetRepr, out: &mut Segments) -> Result<(), 
         .chain(payload.is_empty().then_some(&[][..]))
         .enumerate()
     {
-        let range = out.push(&[&frame[..headers_end], chunk]);
-        let seg = &mut out.data[range];
-        fix_ip_header(
-            seg,
-            &o,
-            seg.len() - o.l3,
-            ident.map(|id| id.wrapping_add(i as u16)),
-        );
+        let seg = push_segment(out, &frame[..headers_end], chunk, &o, ident, i);
         let mut tcp = TcpSegment::new_unchecked(&mut seg[o.l4..]);
         tcp.set_seq_number(seq.wrapping_add((i * mss) as u32));
         let mut bits = flags.0;
@@ -217,14 +232,7 @@ fn segment_udp(frame: &[u8], vnet: &VnetRepr, out: &mut Segments) -> Result<(), 
         .ipv4
         .then(|| Ipv4Packet::new_unchecked(&frame[o.l3..]).ident());
     for (i, chunk) in frame[headers_end..].chunks(size).enumerate() {
-        let range = out.push(&[&frame[..headers_end], chunk]);
-        let seg = &mut out.data[range];
-        fix_ip_header(
-            seg,
-            &o,
-            seg.len() - o.l3,
-            ident.map(|id| id.wrapping_add(i as u16)),
-        );
+        let seg = push_segment(out, &frame[..headers_end], chunk, &o, ident, i);
         let mut udp = UdpDatagram::new_unchecked(&mut seg[o.l4..]);
         udp.set_len((udp::HEADER_LEN + chunk.len()) as u16);
         udp.fill_checksum(ips);

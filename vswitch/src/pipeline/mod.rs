@@ -303,11 +303,6 @@ impl Pipeline {
         now: Instant,
         out: &mut Decision,
     ) {
-        out.clear();
-        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
-            self.counters.runts += 1;
-            return;
-        };
         let steps: Vec<Step> = actions
             .iter()
             .filter_map(|a| match *a {
@@ -325,17 +320,7 @@ impl Pipeline {
                 Action::GotoTable(_) => None,
             })
             .collect();
-        run_steps(
-            &steps,
-            frame,
-            &key,
-            layout,
-            meta,
-            now,
-            &self.ports,
-            &mut self.learning,
-            out,
-        );
+        self.run_outside_tables(frame, meta, &steps, now, out);
     }
 
     /// Forwards a frame as a plain MAC-learning switch, bypassing the tables
@@ -347,13 +332,25 @@ impl Pipeline {
         now: Instant,
         out: &mut Decision,
     ) {
+        self.run_outside_tables(frame, meta, &[Step::Normal], now, out);
+    }
+
+    /// Runs `steps` on a frame without consulting the tables or the cache.
+    fn run_outside_tables(
+        &mut self,
+        frame: &mut [u8],
+        meta: FrameMeta,
+        steps: &[Step],
+        now: Instant,
+        out: &mut Decision,
+    ) {
         out.clear();
         let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
             self.counters.runts += 1;
             return;
         };
         run_steps(
-            &[Step::Normal],
+            steps,
             frame,
             &key,
             layout,

@@ -105,6 +105,18 @@ fn set_int_option(
     check(ret, what).map(|_| ())
 }
 
+/// Makes `msg` a one-buffer message over `iov` (no address, no control data).
+fn point_at(msg: &mut libc::mmsghdr, iov: &mut libc::iovec) {
+    msg.msg_hdr.msg_iov = iov;
+    msg.msg_hdr.msg_iovlen = 1;
+    msg.msg_hdr.msg_name = std::ptr::null_mut();
+    msg.msg_hdr.msg_namelen = 0;
+    msg.msg_hdr.msg_control = std::ptr::null_mut();
+    msg.msg_hdr.msg_controllen = 0;
+    msg.msg_hdr.msg_flags = 0;
+    msg.msg_len = 0;
+}
+
 /// Reads the MAC address and MTU of `name` with ioctls on `fd`.
 fn device_facts(fd: RawFd, name: &CString) -> io::Result<(EthernetAddress, u32)> {
     // SAFETY: ifreq is plain data; zeroed is a valid value.
@@ -285,15 +297,7 @@ impl AfPacketPort {
                 iov_base: buffer[skip..].as_mut_ptr().cast(),
                 iov_len: buffer.len() - skip,
             };
-            let msg = &mut self.rx_msgs[i];
-            msg.msg_hdr.msg_iov = &mut self.rx_iovecs[i];
-            msg.msg_hdr.msg_iovlen = 1;
-            msg.msg_hdr.msg_name = std::ptr::null_mut();
-            msg.msg_hdr.msg_namelen = 0;
-            msg.msg_hdr.msg_control = std::ptr::null_mut();
-            msg.msg_hdr.msg_controllen = 0;
-            msg.msg_hdr.msg_flags = 0;
-            msg.msg_len = 0;
+            point_at(&mut self.rx_msgs[i], &mut self.rx_iovecs[i]);
         }
         // SAFETY: rx_msgs[..slots] point at iovecs that point into the
         // batch's buffers, alive and exclusively borrowed for this call.
@@ -467,14 +471,7 @@ impl Port for AfPacketPort {
                     iov_base: frame.as_ptr() as *mut libc::c_void,
                     iov_len: frame.len(),
                 };
-                let msg = &mut self.tx_msgs[count];
-                msg.msg_hdr.msg_iov = &mut self.tx_iovecs[count];
-                msg.msg_hdr.msg_iovlen = 1;
-                msg.msg_hdr.msg_name = std::ptr::null_mut();
-                msg.msg_hdr.msg_namelen = 0;
-                msg.msg_hdr.msg_control = std::ptr::null_mut();
-                msg.msg_hdr.msg_controllen = 0;
-                msg.msg_hdr.msg_flags = 0;
+                point_at(&mut self.tx_msgs[count], &mut self.tx_iovecs[count]);
                 count += 1;
             }
             if count == 0 {
