@@ -5,7 +5,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sdn_vswitch::classifier::Classifier;
 use sdn_vswitch::flow::{Action, FlowKey, FlowMod, FlowSpec, IpPrefix, Match};
-use sdn_vswitch::pipeline::{Decision, FrameMeta, Pipeline};
+use sdn_vswitch::pipeline::{Decision, FrameMeta, OwnedFrame, Pipeline};
 use sdn_vswitch::testutil::FrameBuilder;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -78,7 +78,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 .apply_flow_mod(&FlowMod::add(spec), now)
                 .expect("valid rule");
         }
-        let mut frame = FrameBuilder::tcp4("10.0.0.1:40000", "10.0.0.2:80", &[0u8; 64]).build();
+        let mut frame = OwnedFrame::new(&FrameBuilder::tcp4("10.0.0.1:40000", "10.0.0.2:80", &[0u8; 64]).build());
         let mut decision = Decision::default();
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {

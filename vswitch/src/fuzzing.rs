@@ -3,7 +3,7 @@
 //! libFuzzer; the unit tests run them over seeds and mutations on the stable
 //! toolchain.
 
-use crate::flow::{Action, FlowMod, FlowSpec, Match, SetField};
+use crate::flow::{Action, FlowMod, FlowSpec, Match, SetField, VlanMatch};
 use crate::pipeline::{Decision, FrameMeta, Pipeline};
 use crate::testutil::FrameBuilder;
 use crate::wire::*;
@@ -81,16 +81,43 @@ pub fn frame_pipeline(data: &[u8]) {
             Match::default(),
             vec![Action::Controller { max_len: 64 }, Action::GotoTable(1)],
         ),
-        FlowSpec::new(1, 0, Match::default(), vec![Action::Normal, Action::Flood]),
+        FlowSpec::new(
+            1,
+            5,
+            Match {
+                vlan: Some(VlanMatch::Vid(10)),
+                ..Match::default()
+            },
+            vec![
+                Action::Output(1),
+                Action::PopVlan,
+                Action::SetField(SetField::TunnelId(100)),
+                Action::SetField(SetField::TunnelDst("192.168.1.2".parse().expect("literal"))),
+                Action::Output(3),
+                Action::PushVlan(0x2000 | 20),
+                Action::SetField(SetField::VlanVid(30)),
+                Action::Output(2),
+            ],
+        ),
+        FlowSpec::new(
+            1,
+            0,
+            Match::default(),
+            vec![Action::Normal, Action::PushVlan(10), Action::Flood],
+        ),
     ];
     for spec in flows {
         let _ = pipeline.apply_flow_mod(&FlowMod::add(spec), now);
     }
-    let mut frame = frame.to_vec();
+    let mut frame = crate::pipeline::OwnedFrame::new(frame);
     let meta = FrameMeta {
         in_port: u32::from(selector % 4),
         segments: 1,
         partial_checksum: selector & 0x80 != 0,
+        tunnel: (selector & 0x40 != 0).then(|| crate::pipeline::TunnelMeta {
+            vni: 100,
+            src: "192.168.1.9".parse().expect("literal"),
+        }),
     };
     let mut decision = Decision::default();
     pipeline.process(&mut frame, meta, now, &mut decision);

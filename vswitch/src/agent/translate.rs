@@ -29,6 +29,11 @@ pub(super) fn port_to_pb(p: &PortDescription) -> pb::Port {
         link_up: true,
         mtu: p.info.mtu,
         offloads: p.info.offloads,
+        tunnel_local: p
+            .info
+            .tunnel_local
+            .map(|a| a.octets().to_vec().into())
+            .unwrap_or_default(),
     }
 }
 
@@ -175,6 +180,7 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
             total_len,
             data,
             vnet,
+            tunnel,
         } => pb::SwitchMessage {
             xid: unsolicited(),
             body: Some(Out::PacketIn(pb::PacketIn {
@@ -188,6 +194,10 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
                 total_len,
                 data: data.into(),
                 offload: vnet_to_pb(&vnet),
+                tunnel_id: tunnel.map(|t| t.vni),
+                tunnel_src: tunnel
+                    .map(|t| t.src.octets().to_vec().into())
+                    .unwrap_or_default(),
             })),
         },
         Event::FlowRemoved(removed) => {

@@ -4,7 +4,8 @@
 
 use super::{DatapathCounters, PortCounters};
 use crate::gso::{self, Segments};
-use crate::port::Port;
+use crate::pipeline::TunnelTarget;
+use crate::port::{Port, TxFrame};
 use crate::wire::VnetRepr;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,9 +87,13 @@ pub(super) fn send_without_offloads(
     segments: &mut Segments,
     frame: &[u8],
     vnet: &VnetRepr,
+    tunnel: Option<TunnelTarget>,
 ) {
     if !vnet.is_gso() && !vnet.needs_checksum() {
-        let sent = port.send_batch(&mut std::iter::once(frame));
+        let sent = port.send_batch(&mut std::iter::once(TxFrame {
+            data: frame,
+            tunnel,
+        }));
         account(counters, sent, 1, frame.len() as u64);
         return;
     }
@@ -98,7 +103,7 @@ pub(super) fn send_without_offloads(
                 stats.segmented_frames += 1;
             }
             let bytes: u64 = segments.iter().map(|s| s.len() as u64).sum();
-            let sent = port.send_batch(&mut segments.iter());
+            let sent = port.send_batch(&mut segments.iter().map(|data| TxFrame { data, tunnel }));
             account(counters, sent, segments.len(), bytes);
         }
         Err(_) => counters.tx_dropped += 1,

@@ -2,7 +2,7 @@
 //! and the counters and descriptions those carry.
 
 use crate::flow::{Action, FlowMod, FlowStats, Match, PortNo};
-use crate::pipeline::{FlowRemoved, PacketInRequest, PipelineCounters};
+use crate::pipeline::{FlowRemoved, PacketInRequest, PipelineCounters, TunnelMeta};
 use crate::port::PortInfo;
 use crate::wire::VnetRepr;
 
@@ -154,6 +154,8 @@ pub enum Event {
         data: Vec<u8>,
         /// Offload metadata of the frame.
         vnet: VnetRepr,
+        /// The tunnel it came out of.
+        tunnel: Option<TunnelMeta>,
     },
     /// An entry left the tables.
     FlowRemoved(FlowRemoved),

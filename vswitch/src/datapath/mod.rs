@@ -13,8 +13,10 @@ use edge::{Capture, account, capture, pin_to_cpu, segments_of, send_without_offl
 
 use crate::flow::PortNo;
 use crate::gso::Segments;
-use crate::pipeline::{Decision, FrameMeta, PacketInRequest, Pipeline};
-use crate::port::{Port, RxBatch};
+use crate::pipeline::{
+    Decision, FrameMeta, OwnedFrame, PacketInRequest, Pipeline, TunnelMeta, TunnelTarget,
+};
+use crate::port::{Port, RxBatch, TxFrame};
 use crate::wire::{VnetHeader, VnetRepr, vnet_hdr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -91,6 +93,10 @@ impl DatapathHandle {
     }
 }
 
+/// A frame that owns its bytes, waiting to be sent: offload metadata, the
+/// frame, and where to tunnel it.
+type OwnedTx = (VnetRepr, Vec<u8>, Option<TunnelTarget>);
+
 /// The datapath of one switch.
 pub struct Datapath {
     pipeline: Pipeline,
@@ -101,9 +107,9 @@ pub struct Datapath {
     /// Port number → index into `ports`.
     index_of: Vec<Option<usize>>,
     /// Per output port: indexes of frames in the current receive batch.
-    tx_lists: Vec<Vec<usize>>,
+    tx_lists: Vec<Vec<(usize, Option<TunnelTarget>)>>,
     /// Per output port: frames that own their bytes (snapshots, packet-outs).
-    tx_owned: Vec<Vec<(VnetRepr, Vec<u8>)>>,
+    tx_owned: Vec<Vec<OwnedTx>>,
     decision: Decision,
     segments: Segments,
     captures: Vec<Capture>,
@@ -294,40 +300,50 @@ impl Datapath {
             if !self.captures.is_empty() {
                 capture(&mut self.captures, i, self.rx[i].frame(k), true);
             }
+            let tunnel = self.rx[i].tunnel(k);
             let meta = FrameMeta {
                 in_port,
                 segments: segments_of(frame_len, &vnet),
                 partial_checksum: vnet.needs_checksum(),
+                tunnel,
             };
-            let frame = self.rx[i].frame_mut(k);
+            let mut frame = self.rx[i].frame_buf(k);
             if self.controller == ControllerState::FailOpen {
                 self.pipeline
-                    .process_normal(frame, meta, now, &mut self.decision);
+                    .process_normal(&mut frame, meta, now, &mut self.decision);
             } else {
-                self.pipeline.process(frame, meta, now, &mut self.decision);
+                self.pipeline
+                    .process(&mut frame, meta, now, &mut self.decision);
             }
             if self.decision.is_drop() {
                 continue;
             }
-            for &out in &self.decision.outputs {
-                if let Some(Some(j)) = self.index_of.get(out as usize) {
-                    self.tx_lists[*j].push(k);
+            for out in &self.decision.outputs {
+                if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                    self.tx_lists[*j].push((k, out.tunnel));
                 }
             }
             for (out, bytes) in self.decision.snapshots.drain(..) {
-                if let Some(Some(j)) = self.index_of.get(out as usize) {
-                    self.tx_owned[*j].push((vnet, bytes));
+                if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                    self.tx_owned[*j].push((vnet, bytes, out.tunnel));
                 }
             }
             if let Some(request) = self.decision.controller {
-                self.packet_in(i, k, request, vnet);
+                self.packet_in(i, k, request, self.rx[i].vnet(k), tunnel);
             }
         }
         self.flush(Some(i));
         self.ports[i].release(&mut self.rx[i]);
     }
 
-    fn packet_in(&mut self, i: usize, k: usize, request: PacketInRequest, vnet: VnetRepr) {
+    fn packet_in(
+        &mut self,
+        i: usize,
+        k: usize,
+        request: PacketInRequest,
+        vnet: VnetRepr,
+        tunnel: Option<TunnelMeta>,
+    ) {
         if self.controller != ControllerState::Connected {
             self.stats.packet_in_dropped += 1;
             return;
@@ -343,6 +359,7 @@ impl Datapath {
             total_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
             data: frame[..keep].to_vec(),
             vnet,
+            tunnel,
         };
         if self.send_bounded(event) {
             self.stats.packet_in_sent += 1;
@@ -364,23 +381,30 @@ impl Datapath {
             {
                 let rx = &self.rx[i];
                 if !self.captures.is_empty() {
-                    for &k in &list {
+                    for &(k, _) in &list {
                         capture(&mut self.captures, j, rx.frame(k), false);
                     }
                 }
                 if offloads {
-                    let bytes: u64 = list.iter().map(|&k| rx.frame(k).len() as u64).sum();
-                    let sent = self.ports[j].send_batch(&mut list.iter().map(|&k| rx.with_vnet(k)));
+                    let bytes: u64 = list.iter().map(|&(k, _)| rx.frame(k).len() as u64).sum();
+                    let mut frames = list.iter().map(|&(k, tunnel)| TxFrame {
+                        data: rx.with_vnet(k),
+                        tunnel,
+                    });
+                    let sent = self.ports[j].send_batch(&mut frames);
                     account(&mut self.counters[j], sent, list.len(), bytes);
                 } else {
-                    for &k in &list {
+                    for &(k, tunnel) in &list {
+                        let port = self.ports[j].as_mut();
+                        let frame = rx.frame(k);
                         send_without_offloads(
-                            self.ports[j].as_mut(),
+                            port,
                             &mut self.counters[j],
                             &mut self.stats,
                             &mut self.segments,
-                            rx.frame(k),
+                            frame,
                             &rx.vnet(k),
+                            tunnel,
                         );
                     }
                 }
@@ -389,7 +413,7 @@ impl Datapath {
             list.clear();
             self.tx_lists[j] = list;
             let owned = std::mem::take(&mut self.tx_owned[j]);
-            for (vnet, mut bytes) in owned {
+            for (vnet, mut bytes, tunnel) in owned {
                 if !self.captures.is_empty() {
                     capture(&mut self.captures, j, &bytes, false);
                 }
@@ -398,16 +422,21 @@ impl Datapath {
                     vnet.emit(&mut VnetHeader::new_unchecked(&mut with_header[..]));
                     with_header.append(&mut bytes);
                     let len = with_header.len() - vnet_hdr::HEADER_LEN;
-                    let sent = self.ports[j].send_batch(&mut std::iter::once(&with_header[..]));
+                    let sent = self.ports[j].send_batch(&mut std::iter::once(TxFrame {
+                        data: &with_header,
+                        tunnel,
+                    }));
                     account(&mut self.counters[j], sent, 1, len as u64);
                 } else {
+                    let port = self.ports[j].as_mut();
                     send_without_offloads(
-                        self.ports[j].as_mut(),
+                        port,
                         &mut self.counters[j],
                         &mut self.stats,
                         &mut self.segments,
                         &bytes,
                         &vnet,
+                        tunnel,
                     );
                 }
             }
@@ -438,7 +467,7 @@ impl Datapath {
                 xid,
                 in_port,
                 actions,
-                mut data,
+                data,
                 vnet,
             } => {
                 if data.len() < crate::wire::ethernet::HEADER_LEN {
@@ -452,19 +481,25 @@ impl Datapath {
                     in_port,
                     segments: segments_of(data.len(), &vnet),
                     partial_checksum: vnet.needs_checksum(),
+                    tunnel: None,
                 };
+                let before = data.len();
+                let mut frame = OwnedFrame::new(&data);
                 self.pipeline
-                    .execute_actions(&mut data, meta, &actions, now, &mut self.decision);
+                    .execute_actions(&mut frame, meta, &actions, now, &mut self.decision);
+                let data = frame.into_vec();
+                // A pushed or popped tag moves what the offload offsets point at.
+                let vnet = vnet.shifted(data.len() as isize - before as isize);
                 let outputs = std::mem::take(&mut self.decision.outputs);
                 for out in &outputs {
-                    if let Some(Some(j)) = self.index_of.get(*out as usize) {
-                        self.tx_owned[*j].push((vnet, data.clone()));
+                    if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                        self.tx_owned[*j].push((vnet, data.clone(), out.tunnel));
                     }
                 }
                 self.decision.outputs = outputs;
                 for (out, bytes) in self.decision.snapshots.drain(..) {
-                    if let Some(Some(j)) = self.index_of.get(out as usize) {
-                        self.tx_owned[*j].push((vnet, bytes));
+                    if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                        self.tx_owned[*j].push((vnet, bytes, out.tunnel));
                     }
                 }
                 self.flush(None);

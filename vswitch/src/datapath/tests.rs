@@ -344,3 +344,52 @@ fn flow_removed_and_errors_are_reported() {
     });
     assert_eq!(strip_vnet(&h.sent(1, 1)[0]).1, &frame[..]);
 }
+
+#[test]
+fn pushing_and_popping_tags_keeps_offload_offsets_right() {
+    let mut h = harness(&[true, true]);
+    h.add(FlowSpec::new(
+        0,
+        10,
+        Match {
+            in_port: Some(1),
+            ..Match::default()
+        },
+        vec![Action::PushVlan(0x2000 | 42), Action::Output(2)],
+    ));
+    h.add(FlowSpec::new(
+        0,
+        10,
+        Match {
+            in_port: Some(2),
+            ..Match::default()
+        },
+        vec![Action::PopVlan, Action::Output(1)],
+    ));
+    let frame = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", &[5u8; 3000]).build();
+    let vnet = VnetRepr {
+        flags: vnet_hdr::FLAG_NEEDS_CSUM,
+        gso_type: GsoType::TcpV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    h.links[0].inject_with(vnet, &frame);
+    let sent = h.sent(2, 1);
+    let (out_vnet, tagged) = strip_vnet(&sent[0]);
+    assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x20, 42]);
+    assert_eq!(&tagged[16..], &frame[12..]);
+    assert_eq!(
+        out_vnet,
+        VnetRepr {
+            csum_start: 38,
+            hdr_len: 58,
+            ..vnet
+        },
+        "offsets follow the frame"
+    );
+    h.links[1].inject_with(out_vnet, tagged);
+    let back = h.sent(1, 1);
+    assert_eq!(strip_vnet(&back[0]), (vnet, &frame[..]));
+}

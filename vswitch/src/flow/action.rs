@@ -21,6 +21,14 @@ pub enum SetField {
     TpSrc(u16),
     /// TCP/UDP destination port.
     TpDst(u16),
+    /// VLAN id of the outermost tag (ignored on untagged frames).
+    VlanVid(u16),
+    /// Priority code point of the outermost tag (ignored on untagged frames).
+    VlanPcp(u8),
+    /// VNI for a later output to a tunnel port.
+    TunnelId(u32),
+    /// Remote endpoint for a later output to a tunnel port.
+    TunnelDst(Ipv4Addr),
 }
 
 /// One step of an entry's action list, run in order.
@@ -42,6 +50,10 @@ pub enum Action {
     Normal,
     /// Rewrite a field.
     SetField(SetField),
+    /// Insert an 802.1Q tag with this TCI (PCP << 13 | VID) after the MACs.
+    PushVlan(u16),
+    /// Remove the outermost 802.1Q tag (ignored on untagged frames).
+    PopVlan,
     /// Continue matching in a later table. Must be the last action.
     GotoTable(u8),
 }
@@ -71,6 +83,14 @@ pub enum ActionError {
     /// Output to port 0.
     #[error("output to port 0")]
     PortZero,
+    /// A value too large for its field.
+    #[error("{field}: {value} is out of range")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: u32,
+    },
 }
 
 /// Checks an action list for an entry in `table` of a switch with `n_tables`.
@@ -89,6 +109,30 @@ pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(
                 }
             }
             Action::Output(0) => return Err(ActionError::PortZero),
+            Action::PushVlan(tci) if tci & 0x0fff == 0x0fff => {
+                return Err(ActionError::OutOfRange {
+                    field: "push_vlan vid",
+                    value: u32::from(tci & 0x0fff),
+                });
+            }
+            Action::SetField(SetField::VlanVid(vid)) if vid > 4094 => {
+                return Err(ActionError::OutOfRange {
+                    field: "vlan_vid",
+                    value: u32::from(vid),
+                });
+            }
+            Action::SetField(SetField::VlanPcp(pcp)) if pcp > 7 => {
+                return Err(ActionError::OutOfRange {
+                    field: "vlan_pcp",
+                    value: u32::from(pcp),
+                });
+            }
+            Action::SetField(SetField::TunnelId(id)) if id > crate::wire::vxlan::MAX_VNI => {
+                return Err(ActionError::OutOfRange {
+                    field: "tun_id",
+                    value: id,
+                });
+            }
             _ => {}
         }
     }
@@ -121,6 +165,10 @@ pub fn write_actions(
             Action::Controller { max_len: 0 } => write!(out, "CONTROLLER")?,
             Action::Controller { max_len } => write!(out, "CONTROLLER:{max_len}")?,
             Action::GotoTable(t) => write!(out, "goto_table:{t}")?,
+            Action::PushVlan(tci) => {
+                write!(out, "push_vlan:vid={},pcp={}", tci & 0x0fff, tci >> 13)?
+            }
+            Action::PopVlan => write!(out, "pop_vlan")?,
             Action::SetField(f) => match f {
                 SetField::EthSrc(m) => write!(out, "set_field:{m}->eth_src")?,
                 SetField::EthDst(m) => write!(out, "set_field:{m}->eth_dst")?,
@@ -128,6 +176,10 @@ pub fn write_actions(
                 SetField::Ipv4Dst(a) => write!(out, "set_field:{a}->ip_dst")?,
                 SetField::TpSrc(p) => write!(out, "set_field:{p}->tp_src")?,
                 SetField::TpDst(p) => write!(out, "set_field:{p}->tp_dst")?,
+                SetField::VlanVid(v) => write!(out, "set_field:{v}->vlan_vid")?,
+                SetField::VlanPcp(p) => write!(out, "set_field:{p}->vlan_pcp")?,
+                SetField::TunnelId(id) => write!(out, "set_field:{id:#x}->tun_id")?,
+                SetField::TunnelDst(a) => write!(out, "set_field:{a}->tun_dst")?,
             },
         }
     }

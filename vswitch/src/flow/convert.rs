@@ -4,6 +4,7 @@
 
 use super::{
     Action, FlowMod, FlowModCommand, FlowSpec, FlowStats, IpPrefix, MacMatch, Match, SetField,
+    VlanMatch,
 };
 use crate::wire::EthernetAddress;
 use sdn_proto::southbound as pb;
@@ -121,7 +122,22 @@ impl TryFrom<&pb::Match> for Match {
                 .map(|x| mac_match("eth_dst", x))
                 .transpose()?,
             eth_type: m.eth_type.map(|v| narrow("eth_type", v)).transpose()?,
-            vlan_tci: m.vlan_tci.map(|v| narrow("vlan_tci", v)).transpose()?,
+            vlan: match (m.vlan_any_tag, m.vlan_tci) {
+                (true, _) => Some(VlanMatch::AnyTagged),
+                (false, Some(0)) => Some(VlanMatch::Untagged),
+                (false, Some(tci))
+                    if tci & 0x1000 != 0 && tci & 0x0fff < 0x0fff && tci <= 0x1fff =>
+                {
+                    Some(VlanMatch::Vid((tci & 0x0fff) as u16))
+                }
+                (false, Some(tci)) => {
+                    return Err(ConvertError::OutOfRange {
+                        field: "vlan_tci",
+                        value: u64::from(tci),
+                    });
+                }
+                (false, None) => None,
+            },
             ip_src: m.ip_src.as_ref().map(|p| prefix("ip_src", p)).transpose()?,
             ip_dst: m.ip_dst.as_ref().map(|p| prefix("ip_dst", p)).transpose()?,
             ip_proto: m.ip_proto.map(|v| narrow("ip_proto", v)).transpose()?,
@@ -151,7 +167,12 @@ impl From<&Match> for pb::Match {
             eth_src: m.eth_src.map(mac_pb),
             eth_dst: m.eth_dst.map(mac_pb),
             eth_type: m.eth_type.map(u32::from),
-            vlan_tci: m.vlan_tci.map(u32::from),
+            vlan_tci: match m.vlan {
+                Some(VlanMatch::Untagged) => Some(0),
+                Some(VlanMatch::Vid(vid)) => Some(0x1000 | u32::from(vid)),
+                Some(VlanMatch::AnyTagged) | None => None,
+            },
+            vlan_any_tag: m.vlan == Some(VlanMatch::AnyTagged),
             ip_src: m.ip_src.map(prefix_pb),
             ip_dst: m.ip_dst.map(prefix_pb),
             ip_proto: m.ip_proto.map(u32::from),
@@ -178,6 +199,8 @@ impl TryFrom<&pb::Action> for Action {
                     max_len: narrow("controller.max_len", c.max_len)?,
                 },
                 Kind::GotoTable(g) => Action::GotoTable(narrow("goto_table", g.table_id)?),
+                Kind::PushVlan(p) => Action::PushVlan(narrow("push_vlan.tci", p.tci)?),
+                Kind::PopVlan(_) => Action::PopVlan,
                 Kind::SetField(s) => Action::SetField(
                     match s.field.as_ref().ok_or(ConvertError::Missing("set_field"))? {
                         Field::EthSrc(b) => SetField::EthSrc(mac("set_field.eth_src", b)?),
@@ -202,6 +225,18 @@ impl TryFrom<&pb::Action> for Action {
                         },
                         Field::TpSrc(p) => SetField::TpSrc(narrow("set_field.tp_src", *p)?),
                         Field::TpDst(p) => SetField::TpDst(narrow("set_field.tp_dst", *p)?),
+                        Field::VlanVid(v) => SetField::VlanVid(narrow("set_field.vlan_vid", *v)?),
+                        Field::VlanPcp(p) => SetField::VlanPcp(narrow("set_field.vlan_pcp", *p)?),
+                        Field::TunnelId(id) => SetField::TunnelId(*id),
+                        Field::TunnelDst(b) => match ip("set_field.tunnel_dst", b)? {
+                            IpAddr::V4(a) => SetField::TunnelDst(a),
+                            IpAddr::V6(_) => {
+                                return Err(ConvertError::BadLength {
+                                    field: "set_field.tunnel_dst",
+                                    len: 16,
+                                });
+                            }
+                        },
                     },
                 ),
             },
@@ -224,6 +259,10 @@ impl From<&Action> for pb::Action {
             Action::GotoTable(t) => Kind::GotoTable(pb::GotoTableAction {
                 table_id: u32::from(t),
             }),
+            Action::PushVlan(tci) => Kind::PushVlan(pb::PushVlanAction {
+                tci: u32::from(tci),
+            }),
+            Action::PopVlan => Kind::PopVlan(pb::Empty {}),
             Action::SetField(f) => Kind::SetField(pb::SetFieldAction {
                 field: Some(match f {
                     SetField::EthSrc(m) => Field::EthSrc(m.0.to_vec().into()),
@@ -232,6 +271,10 @@ impl From<&Action> for pb::Action {
                     SetField::Ipv4Dst(a) => Field::Ipv4Dst(a.octets().to_vec().into()),
                     SetField::TpSrc(p) => Field::TpSrc(u32::from(p)),
                     SetField::TpDst(p) => Field::TpDst(u32::from(p)),
+                    SetField::VlanVid(v) => Field::VlanVid(u32::from(v)),
+                    SetField::VlanPcp(p) => Field::VlanPcp(u32::from(p)),
+                    SetField::TunnelId(id) => Field::TunnelId(id),
+                    SetField::TunnelDst(a) => Field::TunnelDst(a.octets().to_vec().into()),
                 }),
             }),
         };
@@ -388,13 +431,19 @@ mod tests {
                 ip_proto: Some(6),
                 tp_src: Some(1234),
                 tp_dst: Some(80),
-                vlan_tci: Some(0x1000 | 10),
+                vlan: Some(VlanMatch::Vid(10)),
                 tunnel_id: Some(42),
             },
             actions: vec![
                 Action::SetField(SetField::EthDst(mac(9))),
                 Action::SetField(SetField::Ipv4Dst("10.9.9.9".parse().unwrap())),
                 Action::SetField(SetField::TpDst(8080)),
+                Action::PushVlan(0x2000 | 10),
+                Action::SetField(SetField::VlanVid(20)),
+                Action::SetField(SetField::VlanPcp(5)),
+                Action::PopVlan,
+                Action::SetField(SetField::TunnelId(100)),
+                Action::SetField(SetField::TunnelDst("192.168.100.2".parse().unwrap())),
                 Action::Output(3),
                 Action::Flood,
                 Action::InPort,

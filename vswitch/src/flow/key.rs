@@ -9,7 +9,7 @@ use crate::wire::{
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Number of 64-bit words in a key.
-pub const KEY_WORDS: usize = 9;
+pub const KEY_WORDS: usize = 10;
 
 /// A port number of the switch (1 and above; 0 means "none").
 pub type PortNo = u32;
@@ -22,6 +22,7 @@ pub type PortNo = u32;
 /// - words 4-5: ip_src (IPv4 in the low 32 bits of word 5)
 /// - words 6-7: ip_dst (IPv4 in the low 32 bits of word 7)
 /// - word 8: tunnel_id
+/// - word 9: tunnel_src (IPv4 of the remote tunnel endpoint, low 32 bits)
 ///
 /// For ARP, ip_src/ip_dst hold the sender/target protocol addresses and
 /// ip_proto the low byte of the operation; for ICMP, tp_src/tp_dst hold the
@@ -160,6 +161,16 @@ impl FlowKey {
         self.words[8] = id;
     }
 
+    /// The remote tunnel endpoint the frame came from (0.0.0.0 if none).
+    pub fn tunnel_src(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.words[9] as u32)
+    }
+
+    /// Sets the remote tunnel endpoint.
+    pub fn set_tunnel_src(&mut self, addr: Ipv4Addr) {
+        self.words[9] = u64::from(u32::from(addr));
+    }
+
     /// Source address as an `IpAddr`, read according to `eth_type`.
     pub fn ip_src(&self) -> Option<IpAddr> {
         ip_from_bits(self.eth_type(), self.ip_src_bits())
@@ -195,6 +206,7 @@ impl std::fmt::Debug for FlowKey {
             .field("tp_src", &self.tp_src())
             .field("tp_dst", &self.tp_dst())
             .field("tunnel_id", &self.tunnel_id())
+            .field("tunnel_src", &self.tunnel_src())
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 //! wildcard), its masked-key form for the classifier, OpenFlow-style
 //! prerequisite checks, and the text form `dump-flows` prints.
 
-use super::key::{FlowKey, PortNo};
+use super::key::{FlowKey, PortNo, VLAN_PRESENT};
 use crate::wire::EthernetAddress;
 use std::fmt;
 use std::net::IpAddr;
@@ -32,6 +32,17 @@ impl MacMatch {
             mask: EthernetAddress([1, 0, 0, 0, 0, 0]),
         }
     }
+}
+
+/// Which frames a VLAN match takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VlanMatch {
+    /// Frames without an 802.1Q tag.
+    Untagged,
+    /// Frames with a tag, whatever its VID.
+    AnyTagged,
+    /// Frames tagged with this VID (PCP not matched).
+    Vid(u16),
 }
 
 /// An IPv4 or IPv6 prefix.
@@ -93,8 +104,8 @@ pub struct Match {
     pub eth_dst: Option<MacMatch>,
     /// EtherType.
     pub eth_type: Option<u16>,
-    /// VLAN: 0 = untagged, `0x1000 | vid` = tagged with vid (PCP ignored).
-    pub vlan_tci: Option<u16>,
+    /// VLAN tag.
+    pub vlan: Option<VlanMatch>,
     /// Source IP prefix (ARP: sender address).
     pub ip_src: Option<IpPrefix>,
     /// Destination IP prefix (ARP: target address).
@@ -232,10 +243,15 @@ impl Match {
             value.set_eth_type(t);
             mask.set_eth_type(u16::MAX);
         }
-        if let Some(tci) = self.vlan_tci {
-            // Match presence and VID; PCP is not matched.
-            value.set_vlan_tci(tci & 0x1fff);
-            mask.set_vlan_tci(0x1fff);
+        if let Some(vlan) = self.vlan {
+            // Presence and VID; PCP is not matched.
+            let (v, m) = match vlan {
+                VlanMatch::Untagged => (0, 0x1fff),
+                VlanMatch::AnyTagged => (VLAN_PRESENT, VLAN_PRESENT),
+                VlanMatch::Vid(vid) => (VLAN_PRESENT | (vid & 0x0fff), 0x1fff),
+            };
+            value.set_vlan_tci(v);
+            mask.set_vlan_tci(m);
         }
         if let Some(p) = self.ip_src {
             let (v, m) = p.to_bits();
@@ -280,12 +296,11 @@ impl Match {
         if let Some(p) = self.in_port {
             parts.push(format!("in_port={}", port_name(p).unwrap_or(p.to_string())));
         }
-        if let Some(t) = self.vlan_tci {
-            if t == 0 {
-                parts.push("vlan_tci=0x0000".into());
-            } else {
-                parts.push(format!("dl_vlan={}", t & 0x0fff));
-            }
+        match self.vlan {
+            Some(VlanMatch::Untagged) => parts.push("vlan_tci=0x0000/0x1fff".into()),
+            Some(VlanMatch::AnyTagged) => parts.push("vlan_tci=0x1000/0x1000".into()),
+            Some(VlanMatch::Vid(vid)) => parts.push(format!("dl_vlan={vid}")),
+            None => {}
         }
         for (name, m) in [("dl_src", self.eth_src), ("dl_dst", self.eth_dst)] {
             if let Some(m) = m {

@@ -5,16 +5,18 @@
 //! established flow does not grow with the number of entries. Any change to
 //! the tables empties the cache.
 
+mod execute;
 mod flow_mod;
 pub(crate) mod rewrite;
 mod table;
 mod timeouts;
 
+pub use execute::{FrameBuf, Output, OwnedFrame, TunnelMeta, TunnelTarget};
+
 use crate::classifier::RuleId;
-use crate::flow::{
-    Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo, SetField,
-};
-use crate::learning::{L2Decision, MacLearning};
+use crate::flow::{Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo};
+use crate::learning::MacLearning;
+use execute::{Context, Step, apply_to_key, run_steps};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -104,12 +106,12 @@ pub struct PacketInRequest {
 /// What to do with one frame. Reused between frames to avoid allocation.
 #[derive(Debug, Default)]
 pub struct Decision {
-    /// Ports to send the frame (as rewritten) to, in order.
-    pub outputs: Vec<PortNo>,
+    /// Where to send the frame (as rewritten), in order.
+    pub outputs: Vec<Output>,
     /// Send a packet-in.
     pub controller: Option<PacketInRequest>,
     /// Rare: copies taken for outputs that came before a later rewrite.
-    pub snapshots: Vec<(PortNo, Vec<u8>)>,
+    pub snapshots: Vec<(Output, Vec<u8>)>,
 }
 
 impl Decision {
@@ -135,6 +137,8 @@ pub struct FrameMeta {
     pub segments: u32,
     /// Its L4 checksum field holds only the pseudo-header sum.
     pub partial_checksum: bool,
+    /// It came out of a tunnel.
+    pub tunnel: Option<TunnelMeta>,
 }
 
 impl FrameMeta {
@@ -144,6 +148,7 @@ impl FrameMeta {
             in_port,
             segments: 1,
             partial_checksum: false,
+            tunnel: None,
         }
     }
 }
@@ -159,16 +164,8 @@ pub struct PipelineCounters {
     pub table_misses: u64,
     /// Frames shorter than an Ethernet header (dropped).
     pub runts: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Output(PortNo),
-    Flood,
-    InPort,
-    Normal,
-    Controller(PacketInRequest),
-    SetField(SetField),
+    /// Frames dropped because a tag could not be pushed (no room in front).
+    pub no_headroom: u64,
 }
 
 /// The outcome of classifying one key: the entries it hit and what to do.
@@ -242,12 +239,19 @@ impl Pipeline {
 
     /// Decides what to do with `frame`, rewriting it in place if an action
     /// says so, and bumps the counters of the entries it hits.
-    pub fn process(&mut self, frame: &mut [u8], meta: FrameMeta, now: Instant, out: &mut Decision) {
+    pub fn process(
+        &mut self,
+        frame: &mut dyn FrameBuf,
+        meta: FrameMeta,
+        now: Instant,
+        out: &mut Decision,
+    ) {
         out.clear();
-        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
+        let Some(key_and_layout) = extract(frame, &meta) else {
             self.counters.runts += 1;
             return;
         };
+        let Extracted { key, layout } = key_and_layout;
         let Pipeline {
             tables,
             cache,
@@ -269,7 +273,7 @@ impl Pipeline {
                 miss.insert(classify(tables, key))
             }
         };
-        let bytes = frame.len() as u64;
+        let bytes = frame.bytes().len() as u64;
         for &(table, id) in &path.hits {
             if let Some(entry) = tables[usize::from(table)].get_mut(id) {
                 entry.packets += u64::from(meta.segments);
@@ -277,17 +281,17 @@ impl Pipeline {
                 entry.last_used = now;
             }
         }
-        run_steps(
-            &path.steps,
-            frame,
-            &key,
+        let cx = Context {
+            key: &key,
             layout,
             meta,
             now,
             ports,
             learning,
-            out,
-        );
+        };
+        if !run_steps(&path.steps, frame, cx, out) {
+            counters.no_headroom += 1;
+        }
         if path.missed {
             counters.table_misses += 1;
         }
@@ -297,7 +301,7 @@ impl Pipeline {
     /// packet-out). `goto_table` is not allowed here and is ignored.
     pub fn execute_actions(
         &mut self,
-        frame: &mut [u8],
+        frame: &mut dyn FrameBuf,
         meta: FrameMeta,
         actions: &[Action],
         now: Instant,
@@ -305,20 +309,7 @@ impl Pipeline {
     ) {
         let steps: Vec<Step> = actions
             .iter()
-            .filter_map(|a| match *a {
-                Action::Output(p) => Some(Step::Output(p)),
-                Action::Flood => Some(Step::Flood),
-                Action::InPort => Some(Step::InPort),
-                Action::Normal => Some(Step::Normal),
-                Action::SetField(f) => Some(Step::SetField(f)),
-                Action::Controller { max_len } => Some(Step::Controller(PacketInRequest {
-                    reason: PacketInReason::Action,
-                    table: 0,
-                    cookie: u64::MAX,
-                    max_len,
-                })),
-                Action::GotoTable(_) => None,
-            })
+            .filter_map(|a| step_of(a, 0, u64::MAX))
             .collect();
         self.run_outside_tables(frame, meta, &steps, now, out);
     }
@@ -327,7 +318,7 @@ impl Pipeline {
     /// (fail-mode standalone without a controller).
     pub fn process_normal(
         &mut self,
-        frame: &mut [u8],
+        frame: &mut dyn FrameBuf,
         meta: FrameMeta,
         now: Instant,
         out: &mut Decision,
@@ -338,77 +329,59 @@ impl Pipeline {
     /// Runs `steps` on a frame without consulting the tables or the cache.
     fn run_outside_tables(
         &mut self,
-        frame: &mut [u8],
+        frame: &mut dyn FrameBuf,
         meta: FrameMeta,
         steps: &[Step],
         now: Instant,
         out: &mut Decision,
     ) {
         out.clear();
-        let Some(Extracted { key, layout }) = FlowKey::extract(frame, meta.in_port) else {
+        let Some(Extracted { key, layout }) = extract(frame, &meta) else {
             self.counters.runts += 1;
             return;
         };
-        run_steps(
-            steps,
-            frame,
-            &key,
+        let cx = Context {
+            key: &key,
             layout,
             meta,
             now,
-            &self.ports,
-            &mut self.learning,
-            out,
-        );
-    }
-}
-
-fn flood(ports: &[PortNo], in_port: PortNo, outputs: &mut Vec<PortNo>) {
-    outputs.extend(ports.iter().copied().filter(|&p| p != in_port));
-}
-
-/// Carries out the steps of a path on one frame.
-#[allow(clippy::too_many_arguments)]
-fn run_steps(
-    steps: &[Step],
-    frame: &mut [u8],
-    key: &FlowKey,
-    layout: crate::flow::Layout,
-    meta: FrameMeta,
-    now: Instant,
-    ports: &[PortNo],
-    learning: &mut MacLearning,
-    out: &mut Decision,
-) {
-    for step in steps {
-        match *step {
-            Step::Output(port) => {
-                if port != meta.in_port {
-                    out.outputs.push(port);
-                }
-            }
-            Step::Flood => flood(ports, meta.in_port, &mut out.outputs),
-            Step::InPort => out.outputs.push(meta.in_port),
-            Step::Controller(request) => out.controller = Some(request),
-            Step::Normal => {
-                let vlan = key.vlan_tci() & 0x0fff;
-                match learning.forward(vlan, key.eth_src(), key.eth_dst(), meta.in_port, now) {
-                    L2Decision::Port(port) => out.outputs.push(port),
-                    L2Decision::Flood => flood(ports, meta.in_port, &mut out.outputs),
-                    L2Decision::Drop => {}
-                }
-            }
-            Step::SetField(field) => {
-                if !out.outputs.is_empty() {
-                    let copy = frame.to_vec();
-                    for port in out.outputs.drain(..) {
-                        out.snapshots.push((port, copy.clone()));
-                    }
-                }
-                rewrite::apply(frame, key, layout, meta.partial_checksum, field);
-            }
+            ports: &self.ports,
+            learning: &mut self.learning,
+        };
+        if !run_steps(steps, frame, cx, out) {
+            self.counters.no_headroom += 1;
         }
     }
+}
+
+/// The key of a frame, with the tunnel it came out of.
+fn extract(frame: &mut dyn FrameBuf, meta: &FrameMeta) -> Option<Extracted> {
+    let mut extracted = FlowKey::extract(frame.bytes(), meta.in_port)?;
+    if let Some(tunnel) = meta.tunnel {
+        extracted.key.set_tunnel_id(u64::from(tunnel.vni));
+        extracted.key.set_tunnel_src(tunnel.src);
+    }
+    Some(extracted)
+}
+
+/// The step an action becomes (`None` for goto-table, which is not a step).
+fn step_of(action: &Action, table: u8, cookie: u64) -> Option<Step> {
+    Some(match *action {
+        Action::Output(port) => Step::Output(port),
+        Action::Flood => Step::Flood,
+        Action::InPort => Step::InPort,
+        Action::Normal => Step::Normal,
+        Action::Controller { max_len } => Step::Controller(PacketInRequest {
+            reason: PacketInReason::Action,
+            table,
+            cookie,
+            max_len,
+        }),
+        Action::SetField(field) => Step::SetField(field),
+        Action::PushVlan(tci) => Step::PushVlan(tci),
+        Action::PopVlan => Step::PopVlan,
+        Action::GotoTable(_) => return None,
+    })
 }
 
 /// Walks the tables from table 0 for `key`.
@@ -431,24 +404,16 @@ fn classify(tables: &[FlowTable], mut key: FlowKey) -> CachedPath {
         path.hits.push((table, id));
         let mut next = None;
         for action in &entry.spec.actions {
-            match *action {
-                Action::Output(port) => path.steps.push(Step::Output(port)),
-                Action::Flood => path.steps.push(Step::Flood),
-                Action::InPort => path.steps.push(Step::InPort),
-                Action::Normal => path.steps.push(Step::Normal),
-                Action::Controller { max_len } => {
-                    path.steps.push(Step::Controller(PacketInRequest {
-                        reason: PacketInReason::Action,
-                        table,
-                        cookie: entry.spec.cookie,
-                        max_len,
-                    }))
+            match step_of(action, table, entry.spec.cookie) {
+                Some(step) => {
+                    apply_to_key(&mut key, &step);
+                    path.steps.push(step);
                 }
-                Action::SetField(field) => {
-                    path.steps.push(Step::SetField(field));
-                    rewrite::apply_to_key(&mut key, field);
+                None => {
+                    if let Action::GotoTable(t) = *action {
+                        next = Some(t);
+                    }
                 }
-                Action::GotoTable(t) => next = Some(t),
             }
         }
         match next {

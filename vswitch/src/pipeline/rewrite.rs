@@ -35,6 +35,11 @@ pub(crate) fn apply(
         }
         SetField::TpSrc(port) => set_port(frame, key, layout, partial_csum, 0, port),
         SetField::TpDst(port) => set_port(frame, key, layout, partial_csum, 2, port),
+        // Tags and tunnel metadata are handled where the frame can move (execute.rs).
+        SetField::VlanVid(_)
+        | SetField::VlanPcp(_)
+        | SetField::TunnelId(_)
+        | SetField::TunnelDst(_) => {}
     }
 }
 
@@ -51,6 +56,12 @@ pub(crate) fn apply_to_key(key: &mut FlowKey, field: SetField) {
         }
         SetField::TpSrc(p) if is_tcp_or_udp(key) => key.set_tp_src(p),
         SetField::TpDst(p) if is_tcp_or_udp(key) => key.set_tp_dst(p),
+        SetField::VlanVid(vid) if key.vlan_tci() != 0 => {
+            key.set_vlan_tci((key.vlan_tci() & 0xf000) | (vid & 0x0fff))
+        }
+        SetField::VlanPcp(pcp) if key.vlan_tci() != 0 => {
+            key.set_vlan_tci((key.vlan_tci() & 0x1fff) | (u16::from(pcp & 7) << 13));
+        }
         _ => {}
     }
 }

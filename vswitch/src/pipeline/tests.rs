@@ -2,8 +2,11 @@
 //! decisions and rewritten bytes are checked field by field.
 
 use super::*;
-use crate::flow::{FlowMod, FlowModCommand, FlowSpec, IpPrefix, MacMatch, Match};
+use crate::flow::{
+    FlowMod, FlowModCommand, FlowSpec, IpPrefix, MacMatch, Match, SetField, VlanMatch,
+};
 use crate::testutil::{FrameBuilder, mac};
+use crate::wire::EthernetAddress;
 use crate::wire::{EthernetFrame, IpPair, Ipv4Packet, TcpSegment, UdpDatagram};
 use std::time::Duration;
 
@@ -17,10 +20,41 @@ fn add(p: &mut Pipeline, spec: FlowSpec, now: Instant) {
     p.apply_flow_mod(&FlowMod::add(spec), now).unwrap();
 }
 
-fn run(p: &mut Pipeline, frame: &mut [u8], in_port: PortNo, now: Instant) -> Decision {
+/// A decision in terms a test compares easily.
+#[derive(Debug)]
+struct Ran {
+    outputs: Vec<PortNo>,
+    tunnels: Vec<Option<TunnelTarget>>,
+    controller: Option<PacketInRequest>,
+    snapshots: Vec<(PortNo, Vec<u8>)>,
+}
+
+impl Ran {
+    fn is_drop(&self) -> bool {
+        self.outputs.is_empty() && self.controller.is_none() && self.snapshots.is_empty()
+    }
+}
+
+fn run(p: &mut Pipeline, frame: &mut Vec<u8>, in_port: PortNo, now: Instant) -> Ran {
+    run_meta(p, frame, FrameMeta::plain(in_port), now)
+}
+
+/// Runs `frame` through `p`, leaving the rewritten frame in `frame`.
+fn run_meta(p: &mut Pipeline, frame: &mut Vec<u8>, meta: FrameMeta, now: Instant) -> Ran {
+    let mut buffer = OwnedFrame::new(frame);
     let mut d = Decision::default();
-    p.process(frame, FrameMeta::plain(in_port), now, &mut d);
-    d
+    p.process(&mut buffer, meta, now, &mut d);
+    *frame = buffer.into_vec();
+    Ran {
+        outputs: d.outputs.iter().map(|o| o.port).collect(),
+        tunnels: d.outputs.iter().map(|o| o.tunnel).collect(),
+        controller: d.controller,
+        snapshots: d
+            .snapshots
+            .into_iter()
+            .map(|(o, bytes)| (o.port, bytes))
+            .collect(),
+    }
 }
 
 fn dst_is(m: u8) -> Match {
@@ -41,7 +75,7 @@ fn empty_pipeline_drops_and_counts_miss() {
     let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
     assert!(run(&mut p, &mut frame, 1, now).is_drop());
     assert_eq!(p.counters().table_misses, 1);
-    let mut runt = [0u8; 10];
+    let mut runt = vec![0u8; 10];
     assert!(run(&mut p, &mut runt, 1, now).is_drop());
     assert_eq!(p.counters().runts, 1);
 }
@@ -492,14 +526,12 @@ fn counters_count_segments_and_bytes() {
     );
     let mut frame = FrameBuilder::tcp4("10.0.0.1:1", "10.0.0.2:2", &[7u8; 3000]).build();
     let len = frame.len() as u64;
-    let mut d = Decision::default();
     let meta = FrameMeta {
-        in_port: 1,
         segments: 3,
-        partial_checksum: false,
+        ..FrameMeta::plain(1)
     };
-    p.process(&mut frame, meta, now, &mut d);
-    p.process(&mut frame, meta, now, &mut d);
+    run_meta(&mut p, &mut frame, meta, now);
+    run_meta(&mut p, &mut frame, meta, now);
     let s = &stats(&p, now)[0];
     assert_eq!((s.packets, s.bytes), (6, 2 * len));
     assert_eq!(p.counters().cache_hits, 1);
@@ -580,4 +612,339 @@ fn normal_action_learns() {
         "cached path still consults learning"
     );
     assert_eq!(p.learned_addresses(), 2);
+}
+
+fn tci_of(frame: &[u8]) -> Option<u16> {
+    (frame[12..14] == [0x81, 0x00]).then(|| u16::from_be_bytes([frame[14], frame[15]]))
+}
+
+#[test]
+fn push_pop_and_rewrite_tags() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(1),
+                vlan: Some(VlanMatch::Untagged),
+                ..Match::default()
+            },
+            vec![Action::PushVlan(10), Action::Output(2)],
+        ),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(2),
+                vlan: Some(VlanMatch::Vid(10)),
+                ..Match::default()
+            },
+            vec![Action::PopVlan, Action::Output(1)],
+        ),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(3),
+                vlan: Some(VlanMatch::Vid(10)),
+                ..Match::default()
+            },
+            vec![
+                Action::SetField(SetField::VlanVid(20)),
+                Action::SetField(SetField::VlanPcp(3)),
+                Action::Output(4),
+            ],
+        ),
+        now,
+    );
+    let original = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", b"payload").build();
+    let mut frame = original.clone();
+    assert_eq!(run(&mut p, &mut frame, 1, now).outputs, vec![2]);
+    assert_eq!(frame.len(), original.len() + 4);
+    assert_eq!(&frame[..12], &original[..12], "MACs stay first");
+    assert_eq!(tci_of(&frame), Some(10), "VID 10, PCP 0");
+    assert_eq!(
+        &frame[16..],
+        &original[12..],
+        "ethertype and payload follow the tag intact"
+    );
+    let extracted = FlowKey::extract(&frame, 1).unwrap();
+    assert_eq!(extracted.key.vlan_tci(), 0x1000 | 10);
+    assert_eq!(extracted.key.tp_dst(), 80);
+
+    // Back the other way: the tag comes off and the frame is the original again.
+    assert_eq!(run(&mut p, &mut frame, 2, now).outputs, vec![1]);
+    assert_eq!(frame, original);
+
+    // Rewrite of a tag on a trunk.
+    let mut tagged = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", b"payload")
+        .vlan(10, 0)
+        .build();
+    assert_eq!(run(&mut p, &mut tagged, 3, now).outputs, vec![4]);
+    assert_eq!(tci_of(&tagged), Some((3 << 13) | 20));
+}
+
+#[test]
+fn later_tables_see_a_pushed_tag_and_checksums_survive() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            0,
+            Match::default(),
+            vec![Action::PushVlan(0x2000 | 30), Action::GotoTable(1)],
+        ),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            1,
+            10,
+            Match {
+                vlan: Some(VlanMatch::Vid(30)),
+                eth_type: Some(0x0800),
+                ..Match::default()
+            },
+            vec![
+                Action::SetField(SetField::Ipv4Dst("10.9.9.9".parse().unwrap())),
+                Action::Output(3),
+            ],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
+    assert_eq!(run(&mut p, &mut frame, 1, now).outputs, vec![3]);
+    assert_eq!(tci_of(&frame), Some((1 << 13) | 30));
+    let ip = Ipv4Packet::new_checked(&frame[18..]).unwrap();
+    assert_eq!(
+        ip.dst_addr(),
+        "10.9.9.9".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert!(ip.verify_checksum());
+    let udp = UdpDatagram::new_checked(ip.payload()).unwrap();
+    assert!(
+        udp.verify_checksum(IpPair::V4(ip.src_addr(), ip.dst_addr())),
+        "the rewrite found the L4 header after the tag"
+    );
+}
+
+#[test]
+fn one_flood_to_trunk_and_access_ports() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    // A tagged frame in VLAN 10 flooded: trunk port 2 keeps the tag, access ports 3 and 4 get it untagged.
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            0,
+            Match::default(),
+            vec![
+                Action::Output(2),
+                Action::PopVlan,
+                Action::Output(3),
+                Action::Output(4),
+            ],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"bum")
+        .vlan(10, 0)
+        .dst_mac(EthernetAddress::BROADCAST)
+        .build();
+    let tagged = frame.clone();
+    let ran = run(&mut p, &mut frame, 1, now);
+    assert_eq!(ran.snapshots, vec![(2, tagged)]);
+    assert_eq!(ran.outputs, vec![3, 4]);
+    assert_eq!(tci_of(&frame), None);
+    assert_eq!(
+        frame,
+        FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"bum")
+            .dst_mac(EthernetAddress::BROADCAST)
+            .build()
+    );
+}
+
+#[test]
+fn tunnel_targets_follow_the_actions() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let (r1, r2): (std::net::Ipv4Addr, std::net::Ipv4Addr) = (
+        "192.168.100.2".parse().unwrap(),
+        "192.168.100.3".parse().unwrap(),
+    );
+    // Head-end replication: the same frame to two remote endpoints, and locally untunneled.
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            0,
+            Match::default(),
+            vec![
+                Action::Output(2),
+                Action::SetField(SetField::TunnelId(100)),
+                Action::SetField(SetField::TunnelDst(r1)),
+                Action::Output(9),
+                Action::SetField(SetField::TunnelDst(r2)),
+                Action::Output(9),
+            ],
+        ),
+        now,
+    );
+    let mut frame = FrameBuilder::arp_request(mac(1), "10.0.0.1", "10.0.0.2").build();
+    let ran = run(&mut p, &mut frame, 1, now);
+    assert_eq!(ran.outputs, vec![2, 9, 9]);
+    assert_eq!(
+        ran.tunnels,
+        vec![
+            None,
+            Some(TunnelTarget { vni: 100, dst: r1 }),
+            Some(TunnelTarget { vni: 100, dst: r2 })
+        ]
+    );
+    assert!(
+        ran.snapshots.is_empty(),
+        "tunnel metadata does not change the frame"
+    );
+}
+
+#[test]
+fn frames_out_of_a_tunnel_match_on_their_vni() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                tunnel_id: Some(100),
+                ..Match::default()
+            },
+            vec![Action::Output(2)],
+        ),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                tunnel_id: Some(200),
+                ..Match::default()
+            },
+            vec![Action::Output(3)],
+        ),
+        now,
+    );
+    let from = |vni| FrameMeta {
+        tunnel: Some(TunnelMeta {
+            vni,
+            src: "192.168.100.2".parse().unwrap(),
+        }),
+        ..FrameMeta::plain(9)
+    };
+    let mut frame = FrameBuilder::udp4("10.0.1.1:1", "10.0.1.2:2", b"tenant").build();
+    assert_eq!(
+        run_meta(&mut p, &mut frame, from(100), now).outputs,
+        vec![2]
+    );
+    assert_eq!(
+        run_meta(&mut p, &mut frame, from(200), now).outputs,
+        vec![3]
+    );
+    assert!(
+        run_meta(&mut p, &mut frame, from(300), now).is_drop(),
+        "no other VNI reaches a tenant"
+    );
+    assert!(
+        run(&mut p, &mut frame, 9, now).is_drop(),
+        "an untunneled frame has no VNI"
+    );
+}
+
+#[test]
+fn tagged_frames_on_an_access_port_are_dropped_and_counted() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let drop_tagged = Match {
+        in_port: Some(1),
+        vlan: Some(VlanMatch::AnyTagged),
+        ..Match::default()
+    };
+    add(&mut p, FlowSpec::new(0, 20, drop_tagged, vec![]), now);
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(1),
+                ..Match::default()
+            },
+            vec![Action::Output(2)],
+        ),
+        now,
+    );
+    for vid in [5, 10, 4094] {
+        let mut tagged = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x")
+            .vlan(vid, 0)
+            .build();
+        assert!(run(&mut p, &mut tagged, 1, now).is_drop(), "VID {vid}");
+    }
+    let mut untagged = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
+    assert_eq!(run(&mut p, &mut untagged, 1, now).outputs, vec![2]);
+    assert_eq!(
+        stats(&p, now)[0].packets,
+        3,
+        "the drop entry counts what it dropped"
+    );
+}
+
+#[test]
+fn a_push_without_headroom_drops_the_frame() {
+    struct NoRoom(Vec<u8>);
+    impl FrameBuf for NoRoom {
+        fn bytes(&mut self) -> &mut [u8] {
+            &mut self.0
+        }
+        fn push_front(&mut self, _: usize) -> bool {
+            false
+        }
+        fn pull_front(&mut self, _: usize) -> bool {
+            false
+        }
+    }
+    let now = Instant::now();
+    let mut p = pipeline();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            0,
+            Match::default(),
+            vec![Action::PushVlan(10), Action::Output(2)],
+        ),
+        now,
+    );
+    let mut frame = NoRoom(FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build());
+    let mut d = Decision::default();
+    p.process(&mut frame, FrameMeta::plain(1), now, &mut d);
+    assert!(d.is_drop());
+    assert_eq!(p.counters().no_headroom, 1);
 }

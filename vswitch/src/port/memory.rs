@@ -2,7 +2,8 @@
 //! the switch, frames the switch sends are collected for the test to read. An
 //! eventfd makes it pollable like a socket.
 
-use super::{Port, PortInfo, RxBatch};
+use super::{Port, PortInfo, RxBatch, TxFrame};
+use crate::pipeline::{TunnelMeta, TunnelTarget};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
 use std::collections::VecDeque;
 use std::io;
@@ -11,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Queues {
-    to_switch: VecDeque<(VnetRepr, Vec<u8>)>,
+    to_switch: VecDeque<(VnetRepr, Vec<u8>, Option<TunnelMeta>)>,
     from_switch: Vec<Vec<u8>>,
+    tunnels: Vec<Option<TunnelTarget>>,
 }
 
 /// The test's end of a memory port.
@@ -36,7 +38,27 @@ impl MemoryLink {
 
     /// Queues a frame with offload metadata.
     pub fn inject_with(&self, vnet: VnetRepr, frame: &[u8]) {
-        self.lock().to_switch.push_back((vnet, frame.to_vec()));
+        self.lock()
+            .to_switch
+            .push_back((vnet, frame.to_vec(), None));
+        self.signal();
+    }
+
+    /// Queues a frame as if it came out of a tunnel.
+    pub fn inject_tunneled(&self, tunnel: TunnelMeta, frame: &[u8]) {
+        self.lock()
+            .to_switch
+            .push_back((VnetRepr::PLAIN, frame.to_vec(), Some(tunnel)));
+        self.signal();
+    }
+
+    /// Takes the tunnel targets of the frames sent so far (in the order of
+    /// `take_sent`; take both together).
+    pub fn take_tunnels(&self) -> Vec<Option<TunnelTarget>> {
+        std::mem::take(&mut self.lock().tunnels)
+    }
+
+    fn signal(&self) {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes from a live u64 to an eventfd.
         unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
@@ -80,6 +102,7 @@ impl MemoryPort {
                 hw_addr,
                 mtu: 1500,
                 offloads,
+                tunnel_local: None,
             },
             link: link.clone(),
         };
@@ -104,7 +127,7 @@ impl Port for MemoryPort {
         batch.clear();
         let mut count = 0;
         while count < batch.capacity() {
-            let Some((vnet, frame)) = queues.to_switch.pop_front() else {
+            let Some((vnet, frame, tunnel)) = queues.to_switch.pop_front() else {
                 break;
             };
             let slot = batch.storage_mut(count);
@@ -116,7 +139,7 @@ impl Port for MemoryPort {
                 &mut slot[..vnet_hdr::HEADER_LEN],
             ));
             slot[vnet_hdr::HEADER_LEN..len].copy_from_slice(&frame);
-            batch.push_stored(count, len);
+            batch.push_stored_at(count, 0, len, tunnel);
             count += 1;
         }
         if !queues.to_switch.is_empty() {
@@ -128,10 +151,13 @@ impl Port for MemoryPort {
         Ok(count)
     }
 
-    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize> {
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = TxFrame<'_>>) -> io::Result<usize> {
         let mut queues = self.link.lock();
         let before = queues.from_switch.len();
-        queues.from_switch.extend(frames.map(|f| f.to_vec()));
+        for frame in frames {
+            queues.from_switch.push(frame.data.to_vec());
+            queues.tunnels.push(frame.tunnel);
+        }
         Ok(queues.from_switch.len() - before)
     }
 }

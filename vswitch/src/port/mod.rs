@@ -11,6 +11,7 @@
 pub mod af_packet;
 pub mod memory;
 
+use crate::pipeline::{FrameBuf, TunnelMeta, TunnelTarget};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
 use std::io;
 use std::os::fd::RawFd;
@@ -18,9 +19,12 @@ use std::os::fd::RawFd;
 /// Frames moved per system call.
 pub const BATCH: usize = 64;
 
-/// Bytes per receive buffer: a virtio-net header and the largest TSO
-/// super-frame (64 KiB of IP plus Ethernet and VLAN headers).
-pub const BUFFER_SIZE: usize = vnet_hdr::HEADER_LEN + 65_535 + 14 + 4 + 64;
+/// Room kept in front of a received frame, for tags pushed by actions.
+pub const HEADROOM: usize = 64;
+
+/// Bytes per receive buffer: headroom, a virtio-net header and the largest
+/// TSO super-frame (64 KiB of IP plus Ethernet and VLAN headers).
+pub const BUFFER_SIZE: usize = HEADROOM + vnet_hdr::HEADER_LEN + 65_535 + 14 + 4 + 64;
 
 /// Where one received frame sits: `len` bytes at `ptr`, laid out as
 /// `[virtio-net header][frame]`.
@@ -28,8 +32,12 @@ pub const BUFFER_SIZE: usize = vnet_hdr::HEADER_LEN + 65_535 + 14 + 4 + 64;
 struct RxFrame {
     ptr: *mut u8,
     len: usize,
+    /// Writable bytes in front of `ptr`.
+    headroom: usize,
     /// The receive-ring slot holding it, to hand back to the kernel.
     ring_slot: Option<u32>,
+    /// The tunnel it came out of.
+    tunnel: Option<TunnelMeta>,
 }
 
 /// The frames of one receive, in buffers reused from batch to batch: either
@@ -122,40 +130,166 @@ impl RxBatch {
         self.frames.clear();
     }
 
-    /// For backends: the batch's own buffer `i`, to receive into.
-    pub(crate) fn storage_mut(&mut self, i: usize) -> &mut [u8] {
-        &mut self.storage[i]
+    /// The tunnel frame `i` came out of.
+    pub fn tunnel(&self, i: usize) -> Option<TunnelMeta> {
+        self.frames[i].tunnel
     }
 
-    /// For backends: records a frame of `len` bytes (header included) in
-    /// the batch's own buffer `i`.
+    /// Frame `i` as a buffer the pipeline may rewrite, grow and shrink.
+    pub fn frame_buf(&mut self, i: usize) -> RxFrameBuf<'_> {
+        RxFrameBuf {
+            frame: &mut self.frames[i],
+        }
+    }
+
+    /// For backends: the batch's own buffer `i` past its headroom, to
+    /// receive `[virtio-net header][frame]` into.
+    pub(crate) fn storage_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.storage[i][HEADROOM..]
+    }
+
+    /// For backends: records a frame of `len` bytes (header included) at the
+    /// start of `storage_mut(i)`.
     pub(crate) fn push_stored(&mut self, i: usize, len: usize) {
-        let len = len.min(BUFFER_SIZE);
-        let ptr = self.storage[i].as_mut_ptr();
+        self.push_stored_at(i, 0, len, None);
+    }
+
+    /// For backends: records a frame of `len` bytes (header included) that
+    /// starts `offset` bytes into `storage_mut(i)`, out of `tunnel`.
+    pub(crate) fn push_stored_at(
+        &mut self,
+        i: usize,
+        offset: usize,
+        len: usize,
+        tunnel: Option<TunnelMeta>,
+    ) {
+        let space = BUFFER_SIZE - HEADROOM;
+        let offset = offset.min(space);
+        let len = len.min(space - offset);
+        // SAFETY: HEADROOM + offset lies inside the buffer.
+        let ptr = unsafe { self.storage[i].as_mut_ptr().add(HEADROOM + offset) };
         self.frames.push(RxFrame {
             ptr,
             len,
+            headroom: HEADROOM + offset,
             ring_slot: None,
+            tunnel,
         });
     }
 
     /// For backends: records a frame of `len` bytes at `ptr` in ring slot
-    /// `slot`.
+    /// `slot`, with `headroom` writable bytes in front.
     ///
     /// # Safety
-    /// `ptr` must be valid for reads and writes of `len` bytes until the port
-    /// that owns the ring releases the batch.
-    pub(crate) unsafe fn push_ring(&mut self, ptr: *mut u8, len: usize, slot: u32) {
+    /// `ptr - headroom .. ptr + len` must be valid for reads and writes until
+    /// the port that owns the ring releases the batch.
+    pub(crate) unsafe fn push_ring(
+        &mut self,
+        ptr: *mut u8,
+        len: usize,
+        headroom: usize,
+        slot: u32,
+    ) {
         self.frames.push(RxFrame {
             ptr,
             len,
+            headroom,
             ring_slot: Some(slot),
+            tunnel: None,
         });
     }
 
     /// For backends: the ring slots the batch holds.
     pub(crate) fn ring_slots(&self) -> impl Iterator<Item = u32> + '_ {
         self.frames.iter().filter_map(|f| f.ring_slot)
+    }
+}
+
+/// A received frame as the pipeline sees it: growing or shrinking it at the
+/// front moves its virtio-net header along and keeps the header's offsets
+/// (checksum start, header length) pointing at the same bytes.
+pub struct RxFrameBuf<'a> {
+    frame: &'a mut RxFrame,
+}
+
+impl RxFrameBuf<'_> {
+    fn whole(&mut self) -> &mut [u8] {
+        // SAFETY: the descriptor's memory is valid for `len` bytes (see RxBatch).
+        unsafe { std::slice::from_raw_parts_mut(self.frame.ptr, self.frame.len) }
+    }
+
+    /// Adds `delta` to the header's offsets that count from the frame start.
+    fn shift_offsets(&mut self, delta: isize) {
+        let header = &mut self.whole()[..vnet_hdr::HEADER_LEN];
+        let mut vnet = VnetRepr::parse(&VnetHeader::new_unchecked(&*header));
+        let moved = |v: u16| {
+            if v == 0 {
+                0
+            } else {
+                (v as isize + delta).clamp(0, u16::MAX as isize) as u16
+            }
+        };
+        if vnet.needs_checksum() {
+            vnet.csum_start = moved(vnet.csum_start);
+        }
+        vnet.hdr_len = moved(vnet.hdr_len);
+        vnet.emit(&mut VnetHeader::new_unchecked(header));
+    }
+}
+
+impl FrameBuf for RxFrameBuf<'_> {
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.whole()[vnet_hdr::HEADER_LEN..]
+    }
+
+    fn push_front(&mut self, n: usize) -> bool {
+        if self.frame.headroom < n {
+            return false;
+        }
+        // SAFETY: `n` bytes in front of `ptr` are headroom of this frame; the
+        // header moves within memory the descriptor covers.
+        unsafe {
+            let new = self.frame.ptr.sub(n);
+            std::ptr::copy(self.frame.ptr, new, vnet_hdr::HEADER_LEN);
+            self.frame.ptr = new;
+        }
+        self.frame.len += n;
+        self.frame.headroom -= n;
+        self.shift_offsets(n as isize);
+        true
+    }
+
+    fn pull_front(&mut self, n: usize) -> bool {
+        if self.frame.len < vnet_hdr::HEADER_LEN + n {
+            return false;
+        }
+        // SAFETY: the header moves forward by `n` inside the frame's memory.
+        unsafe {
+            let new = self.frame.ptr.add(n);
+            std::ptr::copy(self.frame.ptr, new, vnet_hdr::HEADER_LEN);
+            self.frame.ptr = new;
+        }
+        self.frame.len -= n;
+        self.frame.headroom += n;
+        self.shift_offsets(-(n as isize));
+        true
+    }
+}
+
+/// A frame to send: `[virtio-net header][frame]` on a port with offloads,
+/// else the bare frame, and where to tunnel it if the port is a tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct TxFrame<'a> {
+    /// The bytes.
+    pub data: &'a [u8],
+    /// For a tunnel port: VNI and remote endpoint.
+    pub tunnel: Option<TunnelTarget>,
+}
+
+impl<'a> TxFrame<'a> {
+    /// A frame for a plain port.
+    pub fn plain(data: &'a [u8]) -> TxFrame<'a> {
+        TxFrame { data, tunnel: None }
     }
 }
 
@@ -170,6 +304,8 @@ pub struct PortInfo {
     pub mtu: u32,
     /// Takes virtio-net headers: TSO super-frames and partial checksums.
     pub offloads: bool,
+    /// For a tunnel endpoint: its local IPv4 address.
+    pub tunnel_local: Option<std::net::Ipv4Addr>,
 }
 
 /// A source and sink of Ethernet frames, moved in batches.
@@ -188,7 +324,7 @@ pub trait Port: Send {
     /// Sends frames without blocking; each is `[virtio-net header][frame]`
     /// when `info().offloads`, else a bare frame. Returns how many were
     /// accepted; the rest were dropped (and counted in `dropped`).
-    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize>;
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = TxFrame<'_>>) -> io::Result<usize>;
 
     /// Hands the buffers of a processed batch back (ring slots to the kernel).
     fn release(&mut self, batch: &mut RxBatch) {

@@ -13,6 +13,7 @@ pub mod tcp;
 pub mod udp;
 pub mod vlan;
 pub mod vnet_hdr;
+pub mod vxlan;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
@@ -23,6 +24,7 @@ pub use tcp::{TcpFlags, TcpRepr, TcpSegment};
 pub use udp::{UdpDatagram, UdpRepr};
 pub use vlan::{VlanHeader, VlanRepr};
 pub use vnet_hdr::{GsoType, VnetHeader, VnetRepr};
+pub use vxlan::{VxlanPacket, VxlanRepr};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

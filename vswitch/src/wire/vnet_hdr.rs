@@ -197,6 +197,28 @@ impl VnetRepr {
         self.flags & FLAG_NEEDS_CSUM != 0
     }
 
+    /// The header of the same frame after `delta` bytes were added (or,
+    /// negative, removed) at its front: offsets that count from the frame
+    /// start move with it.
+    pub fn shifted(&self, delta: isize) -> VnetRepr {
+        let moved = |v: u16| {
+            if v == 0 {
+                0
+            } else {
+                (v as isize + delta).clamp(0, u16::MAX as isize) as u16
+            }
+        };
+        VnetRepr {
+            csum_start: if self.needs_checksum() {
+                moved(self.csum_start)
+            } else {
+                self.csum_start
+            },
+            hdr_len: moved(self.hdr_len),
+            ..*self
+        }
+    }
+
     /// Bytes the header takes.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN

@@ -10,7 +10,7 @@
 
 mod ring;
 
-use super::{BATCH, Port, PortInfo, RxBatch};
+use super::{BATCH, Port, PortInfo, RxBatch, TxFrame};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
 use ring::{
     RING_FRAME_SIZE, RxRing, TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
@@ -264,6 +264,7 @@ impl AfPacketPort {
                 hw_addr,
                 mtu,
                 offloads: options.offloads,
+                tunnel_local: None,
             },
             rx_iovecs: vec![empty_iovec; BATCH],
             // SAFETY: mmsghdr is plain data; zeroed is valid.
@@ -428,7 +429,14 @@ impl AfPacketPort {
             }
             // SAFETY: `total` bytes from `frame_start` lie inside this slot,
             // which stays ours until `release` gives it back.
-            unsafe { batch.push_ring(slot.add(frame_start), total, index) };
+            unsafe {
+                batch.push_ring(
+                    slot.add(frame_start),
+                    total,
+                    frame_start - ring_field::END,
+                    index,
+                )
+            };
         }
         Ok(batch.len())
     }
@@ -462,14 +470,14 @@ impl Port for AfPacketPort {
         batch.clear();
     }
 
-    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = &[u8]>) -> io::Result<usize> {
+    fn send_batch(&mut self, frames: &mut dyn Iterator<Item = TxFrame<'_>>) -> io::Result<usize> {
         let mut sent_total = 0;
         loop {
             let mut count = 0;
             for frame in (&mut *frames).take(BATCH) {
                 self.tx_iovecs[count] = libc::iovec {
-                    iov_base: frame.as_ptr() as *mut libc::c_void,
-                    iov_len: frame.len(),
+                    iov_base: frame.data.as_ptr() as *mut libc::c_void,
+                    iov_len: frame.data.len(),
                 };
                 point_at(&mut self.tx_msgs[count], &mut self.tx_iovecs[count]);
                 count += 1;
