@@ -78,7 +78,9 @@ fn bench_pipeline(c: &mut Criterion) {
                 .apply_flow_mod(&FlowMod::add(spec), now)
                 .expect("valid rule");
         }
-        let mut frame = OwnedFrame::new(&FrameBuilder::tcp4("10.0.0.1:40000", "10.0.0.2:80", &[0u8; 64]).build());
+        let mut frame = OwnedFrame::new(
+            &FrameBuilder::tcp4("10.0.0.1:40000", "10.0.0.2:80", &[0u8; 64]).build(),
+        );
         let mut decision = Decision::default();
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {

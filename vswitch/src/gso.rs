@@ -4,8 +4,8 @@
 //! reused buffer.
 
 use crate::wire::{
-    EtherType, EthernetFrame, GsoType, IpPair, Ipv4Packet, Ipv6Packet, TcpFlags, TcpSegment,
-    UdpDatagram, VlanHeader, VnetRepr, checksum, ipv6, udp,
+    EtherType, EthernetFrame, GsoType, IpPair, IpProtocol, Ipv4Packet, Ipv6Packet, TcpFlags,
+    TcpSegment, UdpDatagram, VlanHeader, VnetRepr, checksum, ipv6, udp,
 };
 use std::ops::Range;
 
@@ -179,6 +179,69 @@ pub fn complete_checksum(frame: &mut [u8], vnet: &VnetRepr) -> Result<(), GsoErr
     Ok(())
 }
 
+/// What `finish_inner_checksum` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnerChecksum {
+    /// Not TCP or UDP, or its checksum is right (or absent, for UDP over IPv4).
+    Valid,
+    /// The field held only the pseudo-header sum (a sender that left the
+    /// checksum to offload); it now holds the full checksum.
+    Completed,
+    /// Neither: the frame was damaged.
+    Corrupt,
+}
+
+/// Makes sure a frame that came out of a tunnel carries a finished TCP/UDP
+/// checksum. A Linux VTEP whose inner stack offloads checksums sends the
+/// pseudo-header sum alone when nothing on the way (veths, bridges) computes
+/// it, and a UDP socket cannot tell; delivered as is, such a frame would be
+/// dropped by the receiving host.
+pub fn finish_inner_checksum(frame: &mut [u8]) -> InnerChecksum {
+    let Ok(o) = offsets(frame) else {
+        return InnerChecksum::Valid;
+    };
+    let (field_at, protocol) = {
+        let protocol = if o.ipv4 {
+            Ipv4Packet::new_unchecked(&frame[o.l3..]).protocol()
+        } else {
+            Ipv6Packet::new_unchecked(&frame[o.l3..]).next_header()
+        };
+        match protocol {
+            IpProtocol::Tcp => (o.l4 + 16, protocol),
+            IpProtocol::Udp => (o.l4 + 6, protocol),
+            _ => return InnerChecksum::Valid,
+        }
+    };
+    let l4_end = if o.ipv4 {
+        o.l3 + Ipv4Packet::new_unchecked(&frame[o.l3..]).total_len()
+    } else {
+        o.l4 + Ipv6Packet::new_unchecked(&frame[o.l3..]).payload_len()
+    };
+    if field_at + 2 > l4_end || l4_end > frame.len() {
+        return InnerChecksum::Corrupt;
+    }
+    let field = u16::from_be_bytes([frame[field_at], frame[field_at + 1]]);
+    if protocol == IpProtocol::Udp && field == 0 && o.ipv4 {
+        return InnerChecksum::Valid;
+    }
+    let ips = ip_pair(frame, &o);
+    let pseudo = ips.pseudo_header(protocol, l4_end - o.l4);
+    if checksum::fold(checksum::accumulate(pseudo, &frame[o.l4..l4_end])) == 0xffff {
+        return InnerChecksum::Valid;
+    }
+    if field != checksum::fold(pseudo) {
+        return InnerChecksum::Corrupt;
+    }
+    let sum = !checksum::fold(checksum::accumulate(0, &frame[o.l4..l4_end]));
+    let sum = if protocol == IpProtocol::Udp && sum == 0 {
+        0xffff
+    } else {
+        sum
+    };
+    frame[field_at..field_at + 2].copy_from_slice(&sum.to_be_bytes());
+    InnerChecksum::Completed
+}
+
 fn segment_tcp(frame: &[u8], vnet: &VnetRepr, out: &mut Segments) -> Result<(), GsoError> {
     let o = offsets(frame)?;
     let tcp = TcpSegment::new_checked(&frame[o.l4..]).map_err(|_| GsoError::Malformed("tcp"))?;
@@ -244,7 +307,7 @@ fn segment_udp(frame: &[u8], vnet: &VnetRepr, out: &mut Segments) -> Result<(), 
 mod tests {
     use super::*;
     use crate::testutil::FrameBuilder;
-    use crate::wire::{IpProtocol, TcpRepr, UdpRepr, vnet_hdr};
+    use crate::wire::{TcpRepr, UdpRepr, vnet_hdr};
 
     /// A super-frame as the kernel hands it over: lengths of the whole, TCP
     /// checksum field holding the pseudo-header sum.
@@ -353,6 +416,41 @@ mod tests {
         }
         assert_eq!(out.len(), 3);
         assert_eq!(reassembled, payload);
+    }
+
+    #[test]
+    fn inner_checksums_are_checked_and_partial_ones_finished() {
+        // A frame with a complete checksum is left alone.
+        let good = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", b"data").build();
+        let mut frame = good.clone();
+        assert_eq!(finish_inner_checksum(&mut frame), InnerChecksum::Valid);
+        assert_eq!(frame, good);
+        // The same frame as an offloading sender leaves it: pseudo-header sum only.
+        let (mut partial, _) = tcp_super_frame(4, false);
+        assert_eq!(
+            finish_inner_checksum(&mut partial),
+            InnerChecksum::Completed
+        );
+        let ip = Ipv4Packet::new_checked(&partial[14..]).unwrap();
+        let ips = IpPair::V4(ip.src_addr(), ip.dst_addr());
+        assert!(TcpRepr::parse(&TcpSegment::new_checked(ip.payload()).unwrap(), ips).is_ok());
+        // Damage is not repaired.
+        let mut damaged = good.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        assert_eq!(finish_inner_checksum(&mut damaged), InnerChecksum::Corrupt);
+        // UDP: no checksum over IPv4 is fine; IPv6 partial is finished too.
+        let mut no_sum = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
+        no_sum[40] = 0;
+        no_sum[41] = 0;
+        assert_eq!(finish_inner_checksum(&mut no_sum), InnerChecksum::Valid);
+        let (mut v6, _) = tcp_super_frame(100, true);
+        assert_eq!(finish_inner_checksum(&mut v6), InnerChecksum::Completed);
+        assert_eq!(
+            finish_inner_checksum(&mut [0u8; 20]),
+            InnerChecksum::Valid,
+            "not IP: nothing to check"
+        );
     }
 
     #[test]

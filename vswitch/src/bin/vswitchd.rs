@@ -10,6 +10,7 @@ use sdn_vswitch::flow::PortNo;
 use sdn_vswitch::netns;
 use sdn_vswitch::port::Port;
 use sdn_vswitch::port::af_packet::{AfPacketOptions, AfPacketPort};
+use sdn_vswitch::port::vxlan::VxlanPort;
 use std::time::Duration;
 use tracing::info;
 
@@ -45,6 +46,20 @@ struct Args {
     #[arg(long, default_value = "secure")]
     fail_mode: FailMode,
 
+    /// A VXLAN tunnel endpoint as port NUMBER with local address ADDRESS, in
+    /// the same namespace as the ports (NUMBER=ADDRESS).
+    #[arg(long, value_name = "NUMBER=ADDRESS")]
+    vxlan: Option<String>,
+
+    /// UDP port of VXLAN (4789, the IANA port, unless a peer uses another).
+    #[arg(long, default_value_t = sdn_vswitch::wire::vxlan::UDP_PORT)]
+    vxlan_udp_port: u16,
+
+    /// Largest inner frame the tunnel carries without fragmenting the
+    /// underlay (the underlay MTU minus 50).
+    #[arg(long, default_value_t = 1450)]
+    vxlan_mtu: u32,
+
     /// Pin the datapath thread to this CPU (default: leave it to the scheduler).
     #[arg(long)]
     cpu: Option<usize>,
@@ -58,6 +73,22 @@ struct PortSpec {
     number: PortNo,
     device: String,
     offloads: bool,
+}
+
+/// `NUMBER=ADDRESS` of a VXLAN endpoint.
+fn parse_vxlan(text: &str) -> Result<(PortNo, std::net::Ipv4Addr)> {
+    let (number, address) = text
+        .split_once('=')
+        .with_context(|| format!("--vxlan {text}: want NUMBER=ADDRESS"))?;
+    let number: PortNo = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("--vxlan {text}: port number must be 1 or more"))?;
+    let address = address
+        .parse()
+        .with_context(|| format!("--vxlan {text}: {address:?} is not an IPv4 address"))?;
+    Ok((number, address))
 }
 
 fn parse_port(text: &str) -> Result<PortSpec> {
@@ -110,7 +141,20 @@ fn main() -> Result<()> {
             bail!("port number {} given twice", spec.number);
         }
     }
+    let vxlan = args.vxlan.as_deref().map(parse_vxlan).transpose()?;
+    if let Some((number, _)) = vxlan
+        && specs.iter().any(|s| s.number == number)
+    {
+        bail!("--vxlan port number {number} is also a --port");
+    }
     let ports: Vec<(PortNo, Box<dyn Port>)> = netns::run_in(args.netns.as_deref(), || {
+        let tunnel = match vxlan {
+            Some((number, local)) => {
+                let port = VxlanPort::open(local, args.vxlan_udp_port, args.vxlan_mtu)?;
+                Some((number, Box::new(port) as Box<dyn Port>))
+            }
+            None => None,
+        };
         specs
             .iter()
             .map(|spec| {
@@ -123,6 +167,7 @@ fn main() -> Result<()> {
                 )?;
                 Ok((spec.number, Box::new(port) as Box<dyn Port>))
             })
+            .chain(tunnel.map(Ok))
             .collect()
     })
     .with_context(|| {
@@ -187,6 +232,13 @@ mod tests {
         assert!(!p.offloads);
         for bad in ["p3", "0=p3", "x=p3", "3=", "3=p3:fast"] {
             assert!(parse_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_vxlan("65000=192.168.100.1").unwrap(),
+            (65000, "192.168.100.1".parse().unwrap())
+        );
+        for bad in ["65000", "0=1.2.3.4", "1=fd00::1", "1=host"] {
+            assert!(parse_vxlan(bad).is_err(), "{bad}");
         }
         assert_ne!(datapath_id_of("sw1"), datapath_id_of("sw2"));
     }

@@ -10,6 +10,7 @@
 
 pub mod af_packet;
 pub mod memory;
+pub mod vxlan;
 
 use crate::pipeline::{FrameBuf, TunnelMeta, TunnelTarget};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, vnet_hdr};
