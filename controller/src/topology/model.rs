@@ -32,6 +32,60 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// Links (veth pairs).
     pub links: Vec<Link>,
+    /// The network hypervisors reach each other on, if the lab has one.
+    pub underlay: Option<Underlay>,
+    /// Hypervisors on the underlay.
+    pub hypervisors: Vec<Hypervisor>,
+}
+
+/// Bytes VXLAN adds in front of an inner frame: outer IPv4 (20), UDP (8),
+/// VXLAN (8) and the inner Ethernet header (14) counted against the MTU.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// Default MTU of the underlay.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// The network the hypervisors share (a Linux bridge in its own namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Underlay {
+    /// Address range of the hypervisors.
+    pub cidr: IpNet,
+    /// MTU of its links; tunnelled frames get this minus `VXLAN_OVERHEAD`.
+    pub mtu: u32,
+}
+
+/// A hypervisor: a namespace with an address on the underlay. It runs the
+/// switch that names it, or else stands for an external tunnel endpoint
+/// (a Linux `vxlan` device, say) serving `vnis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hypervisor {
+    /// Name.
+    pub name: String,
+    /// Underlay address.
+    pub address: std::net::Ipv4Addr,
+    /// VNIs an external endpoint at this address serves.
+    pub vnis: Vec<u32>,
+}
+
+/// How a switch port treats VLAN tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMode {
+    /// No VLAN configuration: on a VLAN-aware switch, access VLAN 1.
+    Plain,
+    /// Frames belong to one VLAN and cross the port untagged.
+    Access {
+        /// The VLAN.
+        vlan: u16,
+        /// Priority put in the tag of frames from this port.
+        pcp: u8,
+    },
+    /// Frames of several VLANs cross the port tagged; the native VLAN untagged.
+    Trunk {
+        /// VLANs carried tagged.
+        vlans: Vec<u16>,
+        /// VLAN carried untagged.
+        native: Option<u16>,
+    },
 }
 
 /// Where and how the controller runs.
@@ -81,6 +135,10 @@ pub struct Switch {
     pub fail_mode: FailMode,
     /// Where its datapath thread runs.
     pub cpu: CpuPin,
+    /// The hypervisor it runs on (its namespace and tunnel address).
+    pub hypervisor: Option<String>,
+    /// VLANs stretched over VXLAN: VLAN id → VNI.
+    pub vlan_vni: std::collections::BTreeMap<u16, u32>,
     /// Ports.
     pub ports: Vec<SwitchPort>,
 }
@@ -106,6 +164,8 @@ pub struct SwitchPort {
     pub number: PortNo,
     /// Exchange TSO super-frames and partial checksums with the device.
     pub offloads: bool,
+    /// VLAN treatment.
+    pub mode: PortMode,
 }
 
 /// A host: a network namespace with interfaces.
@@ -166,9 +226,23 @@ pub struct Link {
 }
 
 impl Topology {
-    /// The network namespace of a node.
+    /// The network namespace of a node. A switch on a hypervisor lives in
+    /// the hypervisor's namespace.
     pub fn namespace_of(&self, node: &str) -> String {
-        format!("{}-{}", self.name, node)
+        match self.switch(node).and_then(|s| s.hypervisor.as_deref()) {
+            Some(hypervisor) => format!("{}-{}", self.name, hypervisor),
+            None => format!("{}-{}", self.name, node),
+        }
+    }
+
+    /// The namespace of the underlay bridge.
+    pub fn underlay_namespace(&self) -> String {
+        format!("{}-underlay", self.name)
+    }
+
+    /// The hypervisor named `name`.
+    pub fn hypervisor(&self, name: &str) -> Option<&Hypervisor> {
+        self.hypervisors.iter().find(|h| h.name == name)
     }
 
     /// The switch named `name`.
@@ -181,12 +255,26 @@ impl Topology {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// Every namespace the lab makes: hosts, then switches.
+    /// Every namespace the lab makes: the underlay, hypervisors, hosts,
+    /// then switches that have one of their own.
     pub fn namespaces(&self) -> Vec<String> {
-        self.hosts
-            .iter()
-            .map(|h| self.namespace_of(&h.name))
-            .chain(self.switches.iter().map(|s| self.namespace_of(&s.name)))
+        let underlay = self.underlay.as_ref().map(|_| self.underlay_namespace());
+        underlay
+            .into_iter()
+            .chain(self.hypervisors.iter().map(|h| format!("{}-{}", self.name, h.name)))
+            .chain(self.hosts.iter().map(|h| self.namespace_of(&h.name)))
+            .chain(
+                self.switches
+                    .iter()
+                    .filter(|s| s.hypervisor.is_none())
+                    .map(|s| self.namespace_of(&s.name)),
+            )
             .collect()
+    }
+
+    /// Whether a switch needs the VLAN-aware pipeline (some port has a VLAN
+    /// mode, or it tunnels VLANs).
+    pub fn vlan_aware(&self, switch: &Switch) -> bool {
+        !switch.vlan_vni.is_empty() || switch.ports.iter().any(|p| p.mode != PortMode::Plain)
     }
 }

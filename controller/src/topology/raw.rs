@@ -20,6 +20,30 @@ pub(crate) struct RawTopology {
     pub(crate) hosts: Vec<Spanned<RawHost>>,
     #[serde(default)]
     pub(crate) links: Vec<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) underlay: Option<Spanned<RawUnderlay>>,
+    #[serde(default)]
+    pub(crate) hypervisors: Vec<Spanned<RawHypervisor>>,
+}
+
+/// The network hypervisors reach each other on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUnderlay {
+    pub(crate) cidr: Spanned<String>,
+    #[serde(default)]
+    pub(crate) mtu: Option<Spanned<u32>>,
+}
+
+/// A hypervisor: a namespace on the underlay, running a switch or an
+/// external tunnel endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHypervisor {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) vnis: Vec<Spanned<u32>>,
 }
 
 /// Controller settings.
@@ -60,6 +84,10 @@ pub(crate) struct RawSwitch {
     #[serde(default)]
     pub(crate) cpu: Option<Spanned<RawCpu>>,
     #[serde(default)]
+    pub(crate) hypervisor: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vlan_vni: Option<Spanned<std::collections::BTreeMap<u16, u32>>>,
+    #[serde(default)]
     pub(crate) ports: Vec<Spanned<RawPort>>,
 }
 
@@ -80,6 +108,16 @@ pub(crate) struct RawPort {
     pub(crate) number: Option<Spanned<u32>>,
     #[serde(default)]
     pub(crate) offloads: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vlan: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) pcp: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(crate) vlans: Option<Spanned<Vec<u16>>>,
+    #[serde(default)]
+    pub(crate) native_vlan: Option<Spanned<u16>>,
 }
 
 /// A host (a network namespace).

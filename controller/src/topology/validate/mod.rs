@@ -6,6 +6,7 @@
 
 mod links;
 mod nodes;
+mod overlay;
 
 use super::TopologyError;
 use super::model::*;
@@ -181,8 +182,11 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
 
     let mut node_names: FxHashMap<String, String> = FxHashMap::default();
     let mut devices: FxHashMap<DeviceRef, DeviceInfo> = FxHashMap::default();
-    let switches = nodes::switches(&mut c, &raw.switches, &mut node_names, &mut devices);
-    let hosts = nodes::hosts(
+    let underlay = overlay::underlay(&mut c, raw.underlay.as_ref());
+    let hypervisors = overlay::hypervisors(&mut c, &raw.hypervisors, underlay.as_ref(), &mut node_names);
+    let mut switches = nodes::switches(&mut c, &raw.switches, &mut node_names, &mut devices);
+    overlay::placements(&mut c, &raw.switches, &mut switches, &hypervisors);
+    let mut hosts = nodes::hosts(
         &mut c,
         &lab,
         &raw.hosts,
@@ -191,6 +195,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         &mut devices,
     );
     let links = links::links(&mut c, &raw.links, &devices);
+    overlay::tunnel_mtus(&mut c, &raw.hosts, &mut hosts, &switches, &links, underlay.as_ref());
 
     if c.errors.is_empty() {
         Ok(Topology {
@@ -201,6 +206,8 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
             switches,
             hosts,
             links,
+            underlay,
+            hypervisors,
         })
     } else {
         Err(c.errors)

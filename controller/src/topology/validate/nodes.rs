@@ -11,7 +11,7 @@ use sdn_vswitch::wire::EthernetAddress;
 use serde_saphyr::Spanned;
 use std::net::IpAddr;
 
-fn claim_node(
+pub(super) fn claim_node(
     c: &mut Checker<'_>,
     names: &mut FxHashMap<String, String>,
     name: &Spanned<String>,
@@ -117,16 +117,20 @@ pub(super) fn switches(
                     ),
                 );
             }
+            let mode = port_mode(c, port, &ppath);
             ports.push(SwitchPort {
                 name: port.name.value.clone(),
                 number,
                 offloads: port.offloads.as_ref().is_none_or(|o| o.value),
+                mode,
             });
         }
         out.push(Switch {
             name: sw.name.value.clone(),
             fail_mode,
             cpu,
+            hypervisor: None,
+            vlan_vni: Default::default(),
             ports,
         });
     }
@@ -327,4 +331,96 @@ pub(super) fn hosts(
         });
     }
     out
+}
+
+fn vid(c: &mut Checker<'_>, at: &Spanned<impl Sized>, path: &str, vid: u16) -> Option<u16> {
+    if (1..=4094).contains(&vid) {
+        Some(vid)
+    } else {
+        c.error(at, path, format!("VLAN {vid}: want 1 to 4094"));
+        None
+    }
+}
+
+/// A port's VLAN treatment: `mode: access` with `vlan` (and `pcp`), or
+/// `mode: trunk` with `vlans` (and `native_vlan`). Without `mode`, `vlan`
+/// means access and `vlans` trunk.
+fn port_mode(c: &mut Checker<'_>, port: &RawPort, path: &str) -> PortMode {
+    let mode = match (&port.mode, &port.vlan, &port.vlans) {
+        (Some(m), _, _) => m.value.as_str(),
+        (None, Some(_), None) => "access",
+        (None, None, Some(_)) => "trunk",
+        (None, Some(v), Some(_)) => {
+            c.error(v, format!("{path}.vlan"), "a port has either vlan (access) or vlans (trunk), not both");
+            return PortMode::Plain;
+        }
+        (None, None, None) => {
+            if let Some(n) = &port.native_vlan {
+                c.error(n, format!("{path}.native_vlan"), "native_vlan belongs to a trunk (add mode: trunk and vlans)");
+            }
+            if let Some(p) = &port.pcp {
+                c.error(p, format!("{path}.pcp"), "pcp belongs to an access port (add vlan)");
+            }
+            return PortMode::Plain;
+        }
+    };
+    match mode {
+        "access" => {
+            for (field, misplaced) in [("vlans", port.vlans.is_some()), ("native_vlan", port.native_vlan.is_some())] {
+                if misplaced {
+                    c.error(&port.name, format!("{path}.{field}"), format!("{field} belongs to a trunk port, not an access port"));
+                }
+            }
+            let Some(v) = &port.vlan else {
+                c.error(&port.name, format!("{path}.vlan"), "an access port needs vlan: <1-4094>");
+                return PortMode::Plain;
+            };
+            let pcp = match &port.pcp {
+                Some(p) if p.value > 7 => {
+                    c.error(p, format!("{path}.pcp"), format!("PCP {}: want 0 to 7", p.value));
+                    0
+                }
+                Some(p) => p.value,
+                None => 0,
+            };
+            match vid(c, v, &format!("{path}.vlan"), v.value) {
+                Some(vlan) => PortMode::Access { vlan, pcp },
+                None => PortMode::Plain,
+            }
+        }
+        "trunk" => {
+            for (field, misplaced) in [("vlan", port.vlan.is_some()), ("pcp", port.pcp.is_some())] {
+                if misplaced {
+                    c.error(&port.name, format!("{path}.{field}"), format!("{field} belongs to an access port, not a trunk"));
+                }
+            }
+            let Some(list) = &port.vlans else {
+                c.error(&port.name, format!("{path}.vlans"), "a trunk needs vlans: [<1-4094>, ...]");
+                return PortMode::Plain;
+            };
+            let mut vlans: Vec<u16> = Vec::new();
+            for &v in &list.value {
+                if let Some(v) = vid(c, list, &format!("{path}.vlans"), v) {
+                    if vlans.contains(&v) {
+                        c.error(list, format!("{path}.vlans"), format!("VLAN {v} is listed twice"));
+                    } else {
+                        vlans.push(v);
+                    }
+                }
+            }
+            if vlans.is_empty() && port.native_vlan.is_none() {
+                c.error(list, format!("{path}.vlans"), "a trunk carries at least one VLAN");
+            }
+            let native = port.native_vlan.as_ref().and_then(|n| vid(c, n, &format!("{path}.native_vlan"), n.value));
+            if let Some(n) = native {
+                vlans.retain(|&v| v != n);
+            }
+            PortMode::Trunk { vlans, native }
+        }
+        other => {
+            let at = port.mode.as_ref().map_or(&port.name, |m| m);
+            c.error(at, format!("{path}.mode"), format!("mode {other:?}: want access or trunk"));
+            PortMode::Plain
+        }
+    }
 }
