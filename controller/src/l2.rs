@@ -182,8 +182,7 @@ impl L2Switch {
     /// as installed. Forgets the MAC if it was one of its learned entries.
     /// Returns ids whose desired state changed.
     pub fn on_flow_removed(&mut self, removed: &FlowSpec, r: &mut Reconciler) -> Vec<FlowId> {
-        let removed_id = FlowId::of(removed);
-        r.forget_installed(&removed_id);
+        r.forget_removed(removed);
         let (mac, port) = match removed.cookie & COOKIE_KIND_MASK {
             COOKIE_LEARNED_SRC => match (exact(removed.matcher.eth_src), removed.matcher.in_port) {
                 (Some(mac), Some(port)) => (mac, port),

@@ -89,9 +89,18 @@ impl Reconciler {
         self.installed = flows.into_iter().map(|f| (FlowId::of(&f), f)).collect();
     }
 
-    /// Records that the switch removed an entry by itself (timeout).
-    pub fn forget_installed(&mut self, id: &FlowId) {
-        self.installed.remove(id);
+    /// Records that the switch removed an entry by itself (timeout). An entry
+    /// that has since been replaced by another with the same match (a
+    /// different cookie or actions) is still installed and stays recorded.
+    pub fn forget_removed(&mut self, removed: &FlowSpec) {
+        let id = FlowId::of(removed);
+        if self
+            .installed
+            .get(&id)
+            .is_some_and(|have| same_entry(have, removed))
+        {
+            self.installed.remove(&id);
+        }
     }
 
     /// Flow-mods that bring the entries `ids` to their desired state, and
@@ -203,11 +212,17 @@ mod tests {
         assert_eq!(mods[1].command, FlowModCommand::Add);
         assert_eq!(mods[1].spec.actions, vec![Action::Output(2)]);
         assert!(r.sync_all().is_empty());
-        r.forget_installed(&FlowId::of(&flow(0, 10, 1, 1)));
+        r.forget_removed(&flow(0, 10, 1, 1));
         assert_eq!(
             r.sync_all().len(),
             1,
             "an entry the switch timed out is put back while wanted"
+        );
+        // A removal of an entry that was since replaced changes nothing.
+        r.forget_removed(&flow(1, 0, 2, 7));
+        assert!(
+            r.sync_all().is_empty(),
+            "the replacement is still installed"
         );
     }
 }

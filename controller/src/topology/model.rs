@@ -261,7 +261,11 @@ impl Topology {
         let underlay = self.underlay.as_ref().map(|_| self.underlay_namespace());
         underlay
             .into_iter()
-            .chain(self.hypervisors.iter().map(|h| format!("{}-{}", self.name, h.name)))
+            .chain(
+                self.hypervisors
+                    .iter()
+                    .map(|h| format!("{}-{}", self.name, h.name)),
+            )
             .chain(self.hosts.iter().map(|h| self.namespace_of(&h.name)))
             .chain(
                 self.switches

@@ -267,33 +267,97 @@ fn vlan_and_vxlan_examples_are_valid() {
     let sw1 = vlan.switch("sw1").unwrap();
     assert!(vlan.vlan_aware(sw1));
     assert_eq!(sw1.ports[0].mode, PortMode::Access { vlan: 10, pcp: 0 });
-    assert_eq!(sw1.ports[3].mode, PortMode::Trunk { vlans: vec![10, 20], native: Some(30) });
-    assert!(!parse(DEMO, Path::new("demo.yaml")).unwrap().vlan_aware(&parse(DEMO, Path::new("d")).unwrap().switches[0]));
+    assert_eq!(
+        sw1.ports[3].mode,
+        PortMode::Trunk {
+            vlans: vec![10, 20],
+            native: Some(30)
+        }
+    );
+    assert!(
+        !parse(DEMO, Path::new("demo.yaml"))
+            .unwrap()
+            .vlan_aware(&parse(DEMO, Path::new("d")).unwrap().switches[0])
+    );
 
     let vxlan = parse(VXLAN, Path::new("vxlan.yaml")).unwrap();
-    assert_eq!(vxlan.namespace_of("sw1"), "vxlan-hv1", "a switch lives in its hypervisor's namespace");
+    assert_eq!(
+        vxlan.namespace_of("sw1"),
+        "vxlan-hv1",
+        "a switch lives in its hypervisor's namespace"
+    );
     assert_eq!(vxlan.namespace_of("a1"), "vxlan-a1");
-    assert_eq!(vxlan.namespaces(), vec!["vxlan-underlay", "vxlan-hv1", "vxlan-hv2", "vxlan-a1", "vxlan-b1", "vxlan-a2", "vxlan-b2"]);
+    assert_eq!(
+        vxlan.namespaces(),
+        vec![
+            "vxlan-underlay",
+            "vxlan-hv1",
+            "vxlan-hv2",
+            "vxlan-a1",
+            "vxlan-b1",
+            "vxlan-a2",
+            "vxlan-b2"
+        ]
+    );
     assert_eq!(vxlan.switch("sw2").unwrap().vlan_vni.get(&20), Some(&5002));
-    assert_eq!(vxlan.host("a1").unwrap().interfaces[0].mtu, 1450, "room for VXLAN's 50 bytes");
+    assert_eq!(
+        vxlan.host("a1").unwrap().interfaces[0].mtu,
+        1450,
+        "room for VXLAN's 50 bytes"
+    );
     assert_eq!(vxlan.underlay.as_ref().unwrap().mtu, 1500);
 }
 
 #[test]
 fn port_mode_mistakes() {
     let cases = [
-        ("{ name: p1, mode: access, vlan: 10 }", "{ name: p1, mode: access }", "an access port needs vlan"),
-        ("{ name: p1, mode: access, vlan: 10 }", "{ name: p1, mode: access, vlan: 4095 }", "VLAN 4095: want 1 to 4094"),
-        ("{ name: p1, mode: access, vlan: 10 }", "{ name: p1, mode: access, vlan: 10, pcp: 9 }", "PCP 9"),
-        ("{ name: p1, mode: access, vlan: 10 }", "{ name: p1, mode: hybrid, vlan: 10 }", "mode \"hybrid\""),
-        ("{ name: p1, mode: access, vlan: 10 }", "{ name: p1, mode: access, vlan: 10, vlans: [20] }", "vlans belongs to a trunk"),
-        ("{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }", "{ name: t1, mode: trunk, vlans: [10, 10] }", "VLAN 10 is listed twice"),
-        ("{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }", "{ name: t1, mode: trunk }", "a trunk needs vlans"),
-        ("{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }", "{ name: t1, vlans: [10], vlan: 3 }", "either vlan (access) or vlans (trunk)"),
+        (
+            "{ name: p1, mode: access, vlan: 10 }",
+            "{ name: p1, mode: access }",
+            "an access port needs vlan",
+        ),
+        (
+            "{ name: p1, mode: access, vlan: 10 }",
+            "{ name: p1, mode: access, vlan: 4095 }",
+            "VLAN 4095: want 1 to 4094",
+        ),
+        (
+            "{ name: p1, mode: access, vlan: 10 }",
+            "{ name: p1, mode: access, vlan: 10, pcp: 9 }",
+            "PCP 9",
+        ),
+        (
+            "{ name: p1, mode: access, vlan: 10 }",
+            "{ name: p1, mode: hybrid, vlan: 10 }",
+            "mode \"hybrid\"",
+        ),
+        (
+            "{ name: p1, mode: access, vlan: 10 }",
+            "{ name: p1, mode: access, vlan: 10, vlans: [20] }",
+            "vlans belongs to a trunk",
+        ),
+        (
+            "{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }",
+            "{ name: t1, mode: trunk, vlans: [10, 10] }",
+            "VLAN 10 is listed twice",
+        ),
+        (
+            "{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }",
+            "{ name: t1, mode: trunk }",
+            "a trunk needs vlans",
+        ),
+        (
+            "{ name: t1, mode: trunk, vlans: [10, 20], native_vlan: 30 }",
+            "{ name: t1, vlans: [10], vlan: 3 }",
+            "either vlan (access) or vlans (trunk)",
+        ),
     ];
     for (from, to, reason) in cases {
         let e = errors_of(&VLAN.replacen(from, to, 1));
-        assert!(e.errors.iter().any(|x| x.reason.contains(reason)), "{to}: {e}");
+        assert!(
+            e.errors.iter().any(|x| x.reason.contains(reason)),
+            "{to}: {e}"
+        );
         assert!(e.errors.iter().all(|x| x.line.is_some()), "{e}");
     }
 }
@@ -301,12 +365,36 @@ fn port_mode_mistakes() {
 #[test]
 fn overlay_mistakes() {
     let cases = [
-        ("    hypervisor: hv1\n", "    hypervisor: hv9\n", "no hypervisor named hv9"),
-        ("    hypervisor: hv2\n", "    hypervisor: hv1\n", "hypervisor hv1 already runs switch sw1"),
-        ("{ name: hv2, address: 192.168.100.2 }", "{ name: hv2, address: 192.168.200.2 }", "not inside the underlay"),
-        ("{ name: hv2, address: 192.168.100.2 }", "{ name: hv2, address: 192.168.100.1 }", "already the address of"),
-        ("vlan_vni: { 10: 5001, 20: 5002 }   #", "vlan_vni: { 10: 5001, 20: 5001 }   #", "VNI 5001 is mapped from two VLANs"),
-        ("vlan_vni: { 10: 5001, 20: 5002 }   #", "vlan_vni: { 10: 16777216 }   #", "VNI 16777216"),
+        (
+            "    hypervisor: hv1\n",
+            "    hypervisor: hv9\n",
+            "no hypervisor named hv9",
+        ),
+        (
+            "    hypervisor: hv2\n",
+            "    hypervisor: hv1\n",
+            "hypervisor hv1 already runs switch sw1",
+        ),
+        (
+            "{ name: hv2, address: 192.168.100.2 }",
+            "{ name: hv2, address: 192.168.200.2 }",
+            "not inside the underlay",
+        ),
+        (
+            "{ name: hv2, address: 192.168.100.2 }",
+            "{ name: hv2, address: 192.168.100.1 }",
+            "already the address of",
+        ),
+        (
+            "vlan_vni: { 10: 5001, 20: 5002 }   #",
+            "vlan_vni: { 10: 5001, 20: 5001 }   #",
+            "VNI 5001 is mapped from two VLANs",
+        ),
+        (
+            "vlan_vni: { 10: 5001, 20: 5002 }   #",
+            "vlan_vni: { 10: 16777216 }   #",
+            "VNI 16777216",
+        ),
         ("  mtu: 1500\n", "  mtu: 100\n", "MTU 100"),
         (
             "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.1/24 }",
@@ -317,17 +405,42 @@ fn overlay_mistakes() {
     for (from, to, reason) in cases {
         assert!(VXLAN.contains(from), "{from}");
         let e = errors_of(&VXLAN.replacen(from, to, 1));
-        assert!(e.errors.iter().any(|x| x.reason.contains(reason)), "{to}: {e}");
+        assert!(
+            e.errors.iter().any(|x| x.reason.contains(reason)),
+            "{to}: {e}"
+        );
     }
     let no_underlay = VXLAN.replacen("underlay:\n  cidr: 192.168.100.0/24\n  mtu: 1500\n", "", 1);
     let e = errors_of(&no_underlay);
-    assert!(e.errors.iter().any(|x| x.reason.contains("hypervisors need an underlay")), "{e}");
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason.contains("hypervisors need an underlay")),
+        "{e}"
+    );
     let no_hypervisor = VXLAN.replacen("    hypervisor: hv1\n", "", 1);
     let e = errors_of(&no_hypervisor);
-    assert!(e.errors.iter().any(|x| x.reason.contains("runs on a hypervisor")), "{e}");
+    assert!(
+        e.errors
+            .iter()
+            .any(|x| x.reason.contains("runs on a hypervisor")),
+        "{e}"
+    );
     // Raising the underlay MTU makes room for 1500-byte hosts.
     let jumbo = VXLAN
         .replacen("  mtu: 1500\n", "  mtu: 1550\n", 1)
-        .replacen("address: 10.1.1.1/24 }", "address: 10.1.1.1/24, mtu: 1500 }", 1);
-    assert_eq!(parse(&jumbo, Path::new("j.yaml")).unwrap().host("a1").unwrap().interfaces[0].mtu, 1500);
+        .replacen(
+            "address: 10.1.1.1/24 }",
+            "address: 10.1.1.1/24, mtu: 1500 }",
+            1,
+        );
+    assert_eq!(
+        parse(&jumbo, Path::new("j.yaml"))
+            .unwrap()
+            .host("a1")
+            .unwrap()
+            .interfaces[0]
+            .mtu,
+        1500
+    );
 }

@@ -348,7 +348,11 @@ impl Datapath {
             self.stats.packet_in_dropped += 1;
             return;
         }
-        let frame = self.rx[i].frame(k);
+        // The frame as the controller action saw it, if later steps changed it.
+        let frame = match &self.decision.controller_frame {
+            Some(earlier) => earlier.as_slice(),
+            None => self.rx[i].frame(k),
+        };
         let keep = match request.max_len {
             0 => frame.len(),
             n => frame.len().min(usize::from(n)),

@@ -144,6 +144,17 @@ impl TryFrom<&pb::Match> for Match {
             tp_src: m.tp_src.map(|v| narrow("tp_src", v)).transpose()?,
             tp_dst: m.tp_dst.map(|v| narrow("tp_dst", v)).transpose()?,
             tunnel_id: m.tunnel_id,
+            tunnel_src: match ip("tunnel_src", &m.tunnel_src) {
+                _ if m.tunnel_src.is_empty() => None,
+                Ok(IpAddr::V4(a)) => Some(a),
+                Ok(IpAddr::V6(_)) => {
+                    return Err(ConvertError::BadLength {
+                        field: "tunnel_src",
+                        len: 16,
+                    });
+                }
+                Err(e) => return Err(e),
+            },
         })
     }
 }
@@ -179,6 +190,10 @@ impl From<&Match> for pb::Match {
             tp_src: m.tp_src.map(u32::from),
             tp_dst: m.tp_dst.map(u32::from),
             tunnel_id: m.tunnel_id,
+            tunnel_src: m
+                .tunnel_src
+                .map(|a| a.octets().to_vec().into())
+                .unwrap_or_default(),
         }
     }
 }
@@ -433,6 +448,7 @@ mod tests {
                 tp_dst: Some(80),
                 vlan: Some(VlanMatch::Vid(10)),
                 tunnel_id: Some(42),
+                tunnel_src: Some("192.168.100.3".parse().unwrap()),
             },
             actions: vec![
                 Action::SetField(SetField::EthDst(mac(9))),

@@ -118,6 +118,8 @@ pub struct Match {
     pub tp_dst: Option<u16>,
     /// Tunnel id (VNI).
     pub tunnel_id: Option<u64>,
+    /// Remote tunnel endpoint the frame came from.
+    pub tunnel_src: Option<std::net::Ipv4Addr>,
 }
 
 /// A match as the classifier sees it: key bits and which bits matter.
@@ -279,6 +281,10 @@ impl Match {
             value.set_tunnel_id(id);
             mask.set_tunnel_id(u64::MAX);
         }
+        if let Some(src) = self.tunnel_src {
+            value.set_tunnel_src(src);
+            mask.set_tunnel_src(std::net::Ipv4Addr::BROADCAST);
+        }
         MaskedKey {
             value: value.masked(&mask),
             mask,
@@ -368,6 +374,9 @@ impl Match {
         }
         if let Some(id) = self.tunnel_id {
             parts.push(format!("tun_id={id:#x}"));
+        }
+        if let Some(src) = self.tunnel_src {
+            parts.push(format!("tun_src={src}"));
         }
         write!(out, "{}", parts.join(","))
     }

@@ -157,8 +157,12 @@ fn is_tagged(frame: &[u8]) -> bool {
     matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]))
 }
 
-/// Takes copies for the outputs recorded so far, before the frame changes.
+/// Takes copies for the outputs recorded so far, and for a packet-in asked
+/// for earlier, before the frame changes.
 fn snapshot(frame: &mut dyn FrameBuf, out: &mut Decision) {
+    if out.controller.is_some() && out.controller_frame.is_none() {
+        out.controller_frame = Some(frame.bytes().to_vec());
+    }
     if out.outputs.is_empty() {
         return;
     }

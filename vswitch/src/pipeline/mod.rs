@@ -112,6 +112,9 @@ pub struct Decision {
     pub controller: Option<PacketInRequest>,
     /// Rare: copies taken for outputs that came before a later rewrite.
     pub snapshots: Vec<(Output, Vec<u8>)>,
+    /// Rare: the frame as it was when the controller action ran, if later
+    /// steps changed it (the packet-in carries this, not the final frame).
+    pub controller_frame: Option<Vec<u8>>,
 }
 
 impl Decision {
@@ -119,6 +122,7 @@ impl Decision {
     pub fn clear(&mut self) {
         self.outputs.clear();
         self.controller = None;
+        self.controller_frame = None;
         self.snapshots.clear();
     }
 

@@ -696,6 +696,58 @@ fn push_pop_and_rewrite_tags() {
 }
 
 #[test]
+fn packet_in_carries_the_frame_as_the_controller_action_saw_it() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let tag_and_ask = vec![
+        Action::PushVlan(10),
+        Action::Controller { max_len: 0 },
+        Action::GotoTable(1),
+    ];
+    add(
+        &mut p,
+        FlowSpec::new(0, 10, Match::default(), tag_and_ask),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(
+            1,
+            10,
+            Match::default(),
+            vec![Action::PopVlan, Action::Output(2)],
+        ),
+        now,
+    );
+    let original = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"x").build();
+    let mut buffer = OwnedFrame::new(&original);
+    let mut d = Decision::default();
+    p.process(&mut buffer, FrameMeta::plain(1), now, &mut d);
+    assert!(d.controller.is_some());
+    let seen = d
+        .controller_frame
+        .clone()
+        .expect("a copy taken before the pop");
+    assert_eq!(tci_of(&seen), Some(10), "the controller sees the tag");
+    assert_eq!(
+        buffer.into_vec(),
+        original,
+        "port 2 gets the frame untagged"
+    );
+    // The cached path takes the same copy.
+    let mut buffer = OwnedFrame::new(&original);
+    p.process(&mut buffer, FrameMeta::plain(1), now, &mut d);
+    assert_eq!(d.controller_frame.as_deref(), Some(seen.as_slice()));
+    // Without a later rewrite no copy is made.
+    let mut q = pipeline();
+    let ask = vec![Action::Controller { max_len: 0 }, Action::Output(2)];
+    add(&mut q, FlowSpec::new(0, 10, Match::default(), ask), now);
+    let mut buffer = OwnedFrame::new(&original);
+    q.process(&mut buffer, FrameMeta::plain(1), now, &mut d);
+    assert!(d.controller.is_some() && d.controller_frame.is_none());
+}
+
+#[test]
 fn later_tables_see_a_pushed_tag_and_checksums_survive() {
     let now = Instant::now();
     let mut p = pipeline();

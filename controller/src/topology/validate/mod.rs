@@ -183,7 +183,8 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
     let mut node_names: FxHashMap<String, String> = FxHashMap::default();
     let mut devices: FxHashMap<DeviceRef, DeviceInfo> = FxHashMap::default();
     let underlay = overlay::underlay(&mut c, raw.underlay.as_ref());
-    let hypervisors = overlay::hypervisors(&mut c, &raw.hypervisors, underlay.as_ref(), &mut node_names);
+    let hypervisors =
+        overlay::hypervisors(&mut c, &raw.hypervisors, underlay.as_ref(), &mut node_names);
     let mut switches = nodes::switches(&mut c, &raw.switches, &mut node_names, &mut devices);
     overlay::placements(&mut c, &raw.switches, &mut switches, &hypervisors);
     let mut hosts = nodes::hosts(
@@ -195,7 +196,14 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         &mut devices,
     );
     let links = links::links(&mut c, &raw.links, &devices);
-    overlay::tunnel_mtus(&mut c, &raw.hosts, &mut hosts, &switches, &links, underlay.as_ref());
+    overlay::tunnel_mtus(
+        &mut c,
+        &raw.hosts,
+        &mut hosts,
+        &switches,
+        &links,
+        underlay.as_ref(),
+    );
 
     if c.errors.is_empty() {
         Ok(Topology {

@@ -351,33 +351,60 @@ fn port_mode(c: &mut Checker<'_>, port: &RawPort, path: &str) -> PortMode {
         (None, Some(_), None) => "access",
         (None, None, Some(_)) => "trunk",
         (None, Some(v), Some(_)) => {
-            c.error(v, format!("{path}.vlan"), "a port has either vlan (access) or vlans (trunk), not both");
+            c.error(
+                v,
+                format!("{path}.vlan"),
+                "a port has either vlan (access) or vlans (trunk), not both",
+            );
             return PortMode::Plain;
         }
         (None, None, None) => {
             if let Some(n) = &port.native_vlan {
-                c.error(n, format!("{path}.native_vlan"), "native_vlan belongs to a trunk (add mode: trunk and vlans)");
+                c.error(
+                    n,
+                    format!("{path}.native_vlan"),
+                    "native_vlan belongs to a trunk (add mode: trunk and vlans)",
+                );
             }
             if let Some(p) = &port.pcp {
-                c.error(p, format!("{path}.pcp"), "pcp belongs to an access port (add vlan)");
+                c.error(
+                    p,
+                    format!("{path}.pcp"),
+                    "pcp belongs to an access port (add vlan)",
+                );
             }
             return PortMode::Plain;
         }
     };
     match mode {
         "access" => {
-            for (field, misplaced) in [("vlans", port.vlans.is_some()), ("native_vlan", port.native_vlan.is_some())] {
+            for (field, misplaced) in [
+                ("vlans", port.vlans.is_some()),
+                ("native_vlan", port.native_vlan.is_some()),
+            ] {
                 if misplaced {
-                    c.error(&port.name, format!("{path}.{field}"), format!("{field} belongs to a trunk port, not an access port"));
+                    c.error(
+                        &port.name,
+                        format!("{path}.{field}"),
+                        format!("{field} belongs to a trunk port, not an access port"),
+                    );
                 }
             }
             let Some(v) = &port.vlan else {
-                c.error(&port.name, format!("{path}.vlan"), "an access port needs vlan: <1-4094>");
+                c.error(
+                    &port.name,
+                    format!("{path}.vlan"),
+                    "an access port needs vlan: <1-4094>",
+                );
                 return PortMode::Plain;
             };
             let pcp = match &port.pcp {
                 Some(p) if p.value > 7 => {
-                    c.error(p, format!("{path}.pcp"), format!("PCP {}: want 0 to 7", p.value));
+                    c.error(
+                        p,
+                        format!("{path}.pcp"),
+                        format!("PCP {}: want 0 to 7", p.value),
+                    );
                     0
                 }
                 Some(p) => p.value,
@@ -391,27 +418,46 @@ fn port_mode(c: &mut Checker<'_>, port: &RawPort, path: &str) -> PortMode {
         "trunk" => {
             for (field, misplaced) in [("vlan", port.vlan.is_some()), ("pcp", port.pcp.is_some())] {
                 if misplaced {
-                    c.error(&port.name, format!("{path}.{field}"), format!("{field} belongs to an access port, not a trunk"));
+                    c.error(
+                        &port.name,
+                        format!("{path}.{field}"),
+                        format!("{field} belongs to an access port, not a trunk"),
+                    );
                 }
             }
             let Some(list) = &port.vlans else {
-                c.error(&port.name, format!("{path}.vlans"), "a trunk needs vlans: [<1-4094>, ...]");
+                c.error(
+                    &port.name,
+                    format!("{path}.vlans"),
+                    "a trunk needs vlans: [<1-4094>, ...]",
+                );
                 return PortMode::Plain;
             };
             let mut vlans: Vec<u16> = Vec::new();
             for &v in &list.value {
                 if let Some(v) = vid(c, list, &format!("{path}.vlans"), v) {
                     if vlans.contains(&v) {
-                        c.error(list, format!("{path}.vlans"), format!("VLAN {v} is listed twice"));
+                        c.error(
+                            list,
+                            format!("{path}.vlans"),
+                            format!("VLAN {v} is listed twice"),
+                        );
                     } else {
                         vlans.push(v);
                     }
                 }
             }
             if vlans.is_empty() && port.native_vlan.is_none() {
-                c.error(list, format!("{path}.vlans"), "a trunk carries at least one VLAN");
+                c.error(
+                    list,
+                    format!("{path}.vlans"),
+                    "a trunk carries at least one VLAN",
+                );
             }
-            let native = port.native_vlan.as_ref().and_then(|n| vid(c, n, &format!("{path}.native_vlan"), n.value));
+            let native = port
+                .native_vlan
+                .as_ref()
+                .and_then(|n| vid(c, n, &format!("{path}.native_vlan"), n.value));
             if let Some(n) = native {
                 vlans.retain(|&v| v != n);
             }
@@ -419,7 +465,11 @@ fn port_mode(c: &mut Checker<'_>, port: &RawPort, path: &str) -> PortMode {
         }
         other => {
             let at = port.mode.as_ref().map_or(&port.name, |m| m);
-            c.error(at, format!("{path}.mode"), format!("mode {other:?}: want access or trunk"));
+            c.error(
+                at,
+                format!("{path}.mode"),
+                format!("mode {other:?}: want access or trunk"),
+            );
             PortMode::Plain
         }
     }

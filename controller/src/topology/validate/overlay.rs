@@ -7,23 +7,34 @@ use crate::topology::model::*;
 use crate::topology::raw::*;
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde_saphyr::Spanned;
 use sdn_vswitch::wire::vxlan::MAX_VNI;
+use serde_saphyr::Spanned;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Smallest underlay MTU that still carries a minimum IPv4 frame tunnelled.
 const MIN_UNDERLAY_MTU: u32 = 576 + VXLAN_OVERHEAD;
 
-pub(super) fn underlay(c: &mut Checker<'_>, raw: Option<&Spanned<RawUnderlay>>) -> Option<Underlay> {
+pub(super) fn underlay(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<RawUnderlay>>,
+) -> Option<Underlay> {
     let raw = raw?;
     let cidr = c.cidr(&raw.value.cidr, "underlay.cidr")?;
     if !matches!(cidr, IpNet::V4(_)) {
-        c.error(&raw.value.cidr, "underlay.cidr", format!("{cidr}: the underlay is IPv4"));
+        c.error(
+            &raw.value.cidr,
+            "underlay.cidr",
+            format!("{cidr}: the underlay is IPv4"),
+        );
         return None;
     }
     let mtu = match &raw.value.mtu {
         Some(m) if !(MIN_UNDERLAY_MTU..=65_535).contains(&m.value) => {
-            c.error(m, "underlay.mtu", format!("MTU {}: want {MIN_UNDERLAY_MTU} to 65535", m.value));
+            c.error(
+                m,
+                "underlay.mtu",
+                format!("MTU {}: want {MIN_UNDERLAY_MTU} to 65535", m.value),
+            );
             DEFAULT_UNDERLAY_MTU
         }
         Some(m) => m.value,
@@ -47,39 +58,75 @@ pub(super) fn hypervisors(
             super::nodes::claim_node(c, node_names, &hv_value.name, &format!("{path}.name"));
         }
         let Some(underlay) = underlay else {
-            c.error(hv, &path, "hypervisors need an underlay (add underlay: { cidr: ... })");
+            c.error(
+                hv,
+                &path,
+                "hypervisors need an underlay (add underlay: { cidr: ... })",
+            );
             continue;
         };
         let Ok(address) = hv_value.address.value.parse::<Ipv4Addr>() else {
-            c.error(&hv_value.address, format!("{path}.address"), format!("{:?} is not an IPv4 address", hv_value.address.value));
+            c.error(
+                &hv_value.address,
+                format!("{path}.address"),
+                format!("{:?} is not an IPv4 address", hv_value.address.value),
+            );
             continue;
         };
         if !underlay.cidr.contains(&IpAddr::V4(address)) {
-            c.error(&hv_value.address, format!("{path}.address"), format!("{address} is not inside the underlay {}", underlay.cidr));
+            c.error(
+                &hv_value.address,
+                format!("{path}.address"),
+                format!("{address} is not inside the underlay {}", underlay.cidr),
+            );
         } else if let IpNet::V4(v4) = underlay.cidr
             && v4.prefix_len() < 31
             && (v4.network() == address || v4.broadcast() == address)
         {
-            c.error(&hv_value.address, format!("{path}.address"), format!("{address} is the network or broadcast address of {}", underlay.cidr));
+            c.error(
+                &hv_value.address,
+                format!("{path}.address"),
+                format!(
+                    "{address} is the network or broadcast address of {}",
+                    underlay.cidr
+                ),
+            );
         }
         if let Some(first) = addresses.insert(address, path.clone()) {
-            c.error(&hv_value.address, format!("{path}.address"), format!("{address} is already the address of {first}"));
+            c.error(
+                &hv_value.address,
+                format!("{path}.address"),
+                format!("{address} is already the address of {first}"),
+            );
         }
         let mut vnis = Vec::new();
         for (v, vni) in hv_value.vnis.iter().enumerate() {
             if vni.value == 0 || vni.value > MAX_VNI {
-                c.error(vni, format!("{path}.vnis[{v}]"), format!("VNI {}: want 1 to {MAX_VNI}", vni.value));
+                c.error(
+                    vni,
+                    format!("{path}.vnis[{v}]"),
+                    format!("VNI {}: want 1 to {MAX_VNI}", vni.value),
+                );
             } else {
                 vnis.push(vni.value);
             }
         }
-        out.push(Hypervisor { name: hv_value.name.value.clone(), address, vnis });
+        out.push(Hypervisor {
+            name: hv_value.name.value.clone(),
+            address,
+            vnis,
+        });
     }
     out
 }
 
 /// Switch placement and VLAN→VNI maps, checked once hypervisors are known.
-pub(super) fn placements(c: &mut Checker<'_>, raw: &[Spanned<RawSwitch>], switches: &mut [Switch], hypervisors: &[Hypervisor]) {
+pub(super) fn placements(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawSwitch>],
+    switches: &mut [Switch],
+    hypervisors: &[Hypervisor],
+) {
     let mut taken: FxHashMap<String, String> = FxHashMap::default();
     for (i, (raw_switch, switch)) in raw.iter().zip(switches.iter_mut()).enumerate() {
         let path = format!("switches[{i}]");
@@ -100,20 +147,38 @@ pub(super) fn placements(c: &mut Checker<'_>, raw: &[Spanned<RawSwitch>], switch
                 }
             }
         }
-        let Some(map) = &raw_switch.value.vlan_vni else { continue };
+        let Some(map) = &raw_switch.value.vlan_vni else {
+            continue;
+        };
         if raw_switch.value.hypervisor.is_none() {
-            c.error(map, format!("{path}.vlan_vni"), "a switch that tunnels VLANs runs on a hypervisor (add hypervisor: ...)");
+            c.error(
+                map,
+                format!("{path}.vlan_vni"),
+                "a switch that tunnels VLANs runs on a hypervisor (add hypervisor: ...)",
+            );
         }
         let mut seen_vnis = FxHashSet::default();
         for (&vlan, &vni) in &map.value {
             if !(1..=4094).contains(&vlan) {
-                c.error(map, format!("{path}.vlan_vni"), format!("VLAN {vlan}: want 1 to 4094"));
+                c.error(
+                    map,
+                    format!("{path}.vlan_vni"),
+                    format!("VLAN {vlan}: want 1 to 4094"),
+                );
             }
             if vni == 0 || vni > MAX_VNI {
-                c.error(map, format!("{path}.vlan_vni"), format!("VNI {vni}: want 1 to {MAX_VNI}"));
+                c.error(
+                    map,
+                    format!("{path}.vlan_vni"),
+                    format!("VNI {vni}: want 1 to {MAX_VNI}"),
+                );
             }
             if !seen_vnis.insert(vni) {
-                c.error(map, format!("{path}.vlan_vni"), format!("VNI {vni} is mapped from two VLANs"));
+                c.error(
+                    map,
+                    format!("{path}.vlan_vni"),
+                    format!("VNI {vni} is mapped from two VLANs"),
+                );
             }
         }
         switch.vlan_vni = map.value.clone();
@@ -144,8 +209,12 @@ pub(super) fn tunnel_mtus(
                 }
             });
             let Some(peer) = peer else { continue };
-            let Some(switch) = switches.iter().find(|s| s.name == peer.node) else { continue };
-            let Some(port) = switch.ports.iter().find(|p| p.name == peer.device) else { continue };
+            let Some(switch) = switches.iter().find(|s| s.name == peer.node) else {
+                continue;
+            };
+            let Some(port) = switch.ports.iter().find(|p| p.name == peer.device) else {
+                continue;
+            };
             let tunnelled = match &port.mode {
                 PortMode::Access { vlan, .. } => switch.vlan_vni.contains_key(vlan),
                 PortMode::Plain => switch.vlan_vni.contains_key(&1),
