@@ -4,6 +4,7 @@
 //! and the pieces of the `sdn` command-line tool.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod lab;
 pub mod pcap;
 pub mod plan;
 pub mod reconcile;
+pub mod segments;
 pub mod server;
 pub mod topology;
 pub mod traffic;

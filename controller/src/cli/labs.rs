@@ -76,17 +76,12 @@ fn print_summary(topology: &Topology, lab: &LabRecord, elapsed: Duration, verb: 
         lab.controller,
         lab.dir().display()
     );
-    let first_host = topology.hosts.iter().find(|h| !h.interfaces.is_empty());
-    let other = topology
-        .hosts
-        .iter()
-        .filter(|h| Some(h.name.as_str()) != first_host.map(|f| f.name.as_str()))
-        .find_map(|h| h.interfaces.first());
-    if let (Some(first), Some(other)) = (first_host, other) {
+    if let Some(((from, _), (_, address))) =
+        super::demo::reachable_pairs(topology).into_iter().next()
+    {
         println!(
-            "try: sudo ip netns exec {} ping -c 3 {}",
-            topology.namespace_of(&first.name),
-            other.address
+            "try: sudo ip netns exec {} ping -c 3 {address}",
+            topology.namespace_of(&from)
         );
     }
 }

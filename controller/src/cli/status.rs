@@ -37,7 +37,7 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
                 "pid": p.pid,
                 "running": p.is_alive(),
                 "log": p.log,
-                "namespace": format!("{}-{}", lab.name, p.name),
+                "namespace": topology.as_ref().map_or_else(|| format!("{}-{}", lab.name, p.name), |t| t.namespace_of(&p.name)),
                 "connected": live.map(|w| w.connected),
                 "synced": live.map(|w| w.synced),
                 "datapath_id": live.map(|w| format!("{:#x}", w.datapath_id)),
@@ -45,6 +45,8 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
                 "learned_macs": live.map(|w| w.learned_macs),
                 "connections": live.map(|w| w.connections),
                 "ports": live.map(|w| w.ports.iter().map(|p| json!({"number": p.number, "name": p.name, "offloads": p.offloads})).collect::<Vec<_>>()),
+                "vlans": live.map(|w| w.port_vlans.iter().map(port_vlans_json).collect::<Vec<_>>()),
+                "vtep": live.and_then(|w| w.vtep.as_ref()).map(vtep_json),
             })
         })
         .collect();
@@ -84,6 +86,105 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
         "hosts": hosts,
         "namespaces": lab.namespaces,
     })
+}
+
+fn port_vlans_json(p: &mgmt::PortVlans) -> Value {
+    json!({
+        "port": p.name,
+        "number": p.number,
+        "mode": p.mode,
+        "untagged_vlan": (p.untagged_vlan != 0).then_some(p.untagged_vlan),
+        "tagged_vlans": p.tagged_vlans,
+        "pcp": p.pcp,
+        "dropped": p.dropped,
+    })
+}
+
+fn vtep_json(v: &mgmt::Vtep) -> Value {
+    json!({
+        "address": v.address,
+        "reported": v.reported,
+        "udp_port": v.udp_port,
+        "dropped": v.dropped,
+        "vnis": v.vnis.iter().map(|n| json!({
+            "vni": n.vni,
+            "vlan": n.vlan,
+            "remotes": n.remotes,
+            "remote_macs": n.remote_macs,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// One line per port: `p1 access 10`, `t1 trunk 10,20 native 30`.
+fn vlan_lines(s: &Value) -> Vec<String> {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let dropped = |v: &Value| {
+        v.as_u64()
+            .map(|n| format!("  {n} dropped"))
+            .unwrap_or_default()
+    };
+    let mut lines: Vec<String> = s["vlans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let tagged: Vec<String> = p["tagged_vlans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            let untagged = p["untagged_vlan"].as_u64();
+            let what = match (text(&p["mode"]).as_str(), untagged) {
+                ("trunk", Some(n)) => format!("trunk {} native {n}", tagged.join(",")),
+                ("trunk", None) => format!("trunk {}", tagged.join(",")),
+                (_, Some(n)) if p["pcp"].as_u64().unwrap_or(0) > 0 => {
+                    format!("access {n} pcp {}", p["pcp"])
+                }
+                (_, n) => format!("access {}", n.unwrap_or(0)),
+            };
+            format!(
+                "port {:<6} {what}{}",
+                text(&p["port"]),
+                dropped(&p["dropped"])
+            )
+        })
+        .collect();
+    if let Some(v) = s["vtep"].as_object() {
+        let reported = v["reported"]
+            .as_str()
+            .filter(|r| !r.is_empty() && Some(*r) != v["address"].as_str());
+        lines.push(format!(
+            "vtep {}:{}{}{}",
+            text(&v["address"]),
+            v["udp_port"],
+            reported
+                .map(|r| format!(" (switch reports {r})"))
+                .unwrap_or_default(),
+            dropped(&v["dropped"]),
+        ));
+        for n in v["vnis"].as_array().into_iter().flatten() {
+            let remotes: Vec<String> = n["remotes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let number = |key: &str| n[key].as_u64().unwrap_or(0);
+            lines.push(format!(
+                "vni {:<8} vlan {:<4} floods to {}; {} remote host(s) programmed",
+                number("vni"),
+                number("vlan"),
+                if remotes.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    remotes.join(" ")
+                },
+                number("remote_macs"),
+            ));
+        }
+    }
+    lines
 }
 
 fn running(flag: bool) -> &'static str {
@@ -141,6 +242,9 @@ fn print_lab(lab: &Value) {
                 text(&s["namespace"]),
                 ports.join(" ")
             );
+        }
+        for line in vlan_lines(s) {
+            println!("              {line}");
         }
     }
     for h in lab["hosts"].as_array().into_iter().flatten() {

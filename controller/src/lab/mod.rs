@@ -10,7 +10,11 @@ pub mod process;
 pub mod record;
 
 use crate::client;
-use crate::topology::{CpuPin, Listen, NodeKind, Topology};
+use crate::plan::TUNNEL_PORT;
+use crate::topology::{
+    CpuPin, DEFAULT_UNDERLAY_MTU, Listen, NodeKind, Topology, UNDERLAY_BRIDGE, UNDERLAY_DEVICE,
+    VXLAN_OVERHEAD,
+};
 use anyhow::{Context, Result, anyhow, bail};
 use netlink::{Netlink, VethEnd};
 use process::ProcessRecord;
@@ -121,6 +125,20 @@ fn switch_argv(topology: &Topology, name: &str, address: &str) -> Result<Vec<Str
     if let Some(cpu) = cpu {
         argv.push("--cpu".into());
         argv.push(cpu.to_string());
+    }
+    if let Some(hv) = switch
+        .hypervisor
+        .as_deref()
+        .and_then(|h| topology.hypervisor(h))
+    {
+        let underlay_mtu = topology
+            .underlay
+            .as_ref()
+            .map_or(DEFAULT_UNDERLAY_MTU, |u| u.mtu);
+        argv.push("--vxlan".into());
+        argv.push(format!("{TUNNEL_PORT}={}", hv.address));
+        argv.push("--vxlan-mtu".into());
+        argv.push((underlay_mtu - VXLAN_OVERHEAD).to_string());
     }
     for port in &switch.ports {
         argv.push("--port".into());
@@ -236,6 +254,7 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
     for switch in &topology.switches {
         configure_switch_namespace(&topology.namespace_of(&switch.name))?;
     }
+    build_underlay(topology)?;
     for link in &topology.links {
         create_link(topology, link)?;
     }
@@ -351,6 +370,62 @@ fn configure_switch_namespace(namespace: &str) -> Result<()> {
         nl.set_up(netlink::index_of("lo")?)
     })
     .with_context(|| format!("configure namespace {namespace}"))
+}
+
+/// The underlay: a bridge in its own namespace, and each hypervisor linked to
+/// it with its underlay address, all at the underlay's MTU.
+fn build_underlay(topology: &Topology) -> Result<()> {
+    let Some(underlay) = &topology.underlay else {
+        return Ok(());
+    };
+    let namespace = topology.underlay_namespace();
+    configure_switch_namespace(&namespace)?;
+    sdn_vswitch::netns::run_in(Some(&namespace), || {
+        let mut nl = Netlink::open()?;
+        nl.create_bridge(UNDERLAY_BRIDGE)?;
+        nl.set_up(netlink::index_of(UNDERLAY_BRIDGE)?)
+    })
+    .with_context(|| format!("create the underlay bridge in namespace {namespace}"))?;
+    let underlay_file = File::open(sdn_vswitch::netns::path_of(&namespace))
+        .with_context(|| format!("open namespace {namespace}"))?;
+    for hv in &topology.hypervisors {
+        let hv_namespace = topology.namespace_of(&hv.name);
+        configure_switch_namespace(&hv_namespace)?;
+        let hv_file = File::open(sdn_vswitch::netns::path_of(&hv_namespace))
+            .with_context(|| format!("open namespace {hv_namespace}"))?;
+        let end = |name: &str, file: &File| VethEnd {
+            name: name.to_string(),
+            netns_fd: file.as_raw_fd(),
+            mac: None,
+            mtu: Some(underlay.mtu),
+        };
+        Netlink::open()?
+            .create_veth(
+                &end(UNDERLAY_DEVICE, &hv_file),
+                &end(&hv.name, &underlay_file),
+            )
+            .with_context(|| format!("link hypervisor {} to the underlay", hv.name))?;
+        sdn_vswitch::netns::run_in(Some(&namespace), || {
+            let mut nl = Netlink::open()?;
+            let port = netlink::index_of(&hv.name)?;
+            nl.set_master(port, netlink::index_of(UNDERLAY_BRIDGE)?)?;
+            nl.set_up(port)
+        })
+        .with_context(|| format!("attach hypervisor {} to the underlay bridge", hv.name))?;
+        sdn_vswitch::netns::run_in(Some(&hv_namespace), || {
+            let mut nl = Netlink::open()?;
+            let device = netlink::index_of(UNDERLAY_DEVICE)?;
+            nl.add_address(device, hv.address.into(), underlay.cidr.prefix_len())?;
+            nl.set_up(device)
+        })
+        .with_context(|| {
+            format!(
+                "give hypervisor {} its underlay address {}",
+                hv.name, hv.address
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A port without offloads cannot take super-frames or partial checksums:

@@ -4,7 +4,9 @@
 
 pub mod session;
 pub mod state;
+mod vlan_status;
 
+use crate::plan;
 use crate::topology::Topology;
 use sdn_proto::management::{self as mgmt, management_server::Management};
 use sdn_proto::southbound::{
@@ -95,30 +97,49 @@ impl Management for ManagementService {
         &self,
         _: Request<mgmt::StatusRequest>,
     ) -> Result<Response<mgmt::StatusReply>, Status> {
-        let shared = lock(&self.state);
-        let mut switches: Vec<mgmt::SwitchStatus> = shared
-            .switches
-            .iter()
-            .map(|(name, info)| mgmt::SwitchStatus {
-                name: name.clone(),
-                datapath_id: info.datapath_id,
-                connected: info.session.is_some(),
-                synced: info.synced,
-                ports: info.ports.clone(),
-                fail_mode: info.fail_mode,
-                connected_for_s: info.connected_at.map_or(0, |t| t.elapsed().as_secs()),
-                flow_count: info.flow_count,
-                learned_macs: info.learned_macs,
-                connections: info.connections,
-            })
-            .collect();
-        switches.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(mgmt::StatusReply {
-            lab: shared.topology.name.clone(),
-            controller_id: format!("sdn-controller/{}", shared.topology.name),
-            uptime_s: shared.started.elapsed().as_secs(),
-            switches,
-        }))
+        let (mut reply, plans) = {
+            let shared = lock(&self.state);
+            let mut plans = Vec::new();
+            let mut switches: Vec<mgmt::SwitchStatus> = Vec::new();
+            for (name, info) in &shared.switches {
+                switches.push(mgmt::SwitchStatus {
+                    name: name.clone(),
+                    datapath_id: info.datapath_id,
+                    connected: info.session.is_some(),
+                    synced: info.synced,
+                    ports: info.ports.clone(),
+                    fail_mode: info.fail_mode,
+                    connected_for_s: info.connected_at.map_or(0, |t| t.elapsed().as_secs()),
+                    flow_count: info.flow_count,
+                    learned_macs: info.learned_macs,
+                    connections: info.connections,
+                    ..Default::default()
+                });
+                if let Some(plan) = plan::plan(&shared.topology, name).filter(|p| p.vlan_aware) {
+                    plans.push((name.clone(), plan, info.session.clone()));
+                }
+            }
+            switches.sort_by(|a, b| a.name.cmp(&b.name));
+            let reply = mgmt::StatusReply {
+                lab: shared.topology.name.clone(),
+                controller_id: format!("sdn-controller/{}", shared.topology.name),
+                uptime_s: shared.started.elapsed().as_secs(),
+                switches,
+            };
+            (reply, plans)
+        };
+        for (name, plan, session) in plans {
+            let drops = match &session {
+                Some(handle) => vlan_status::read_drops(handle).await,
+                None => None,
+            };
+            if let Some(status) = reply.switches.iter_mut().find(|s| s.name == name) {
+                let reported = vlan_status::reported_vtep(&status.ports);
+                status.port_vlans = vlan_status::port_vlans(&plan, drops.as_ref());
+                status.vtep = vlan_status::vtep(&plan, reported, drops.as_ref());
+            }
+        }
+        Ok(Response::new(reply))
     }
 
     async fn dump_flows(

@@ -4,12 +4,14 @@
 //! packet-ins and flow-removed messages, pushing only differences.
 
 use super::state::{Outbound, SessionHandle, SharedState, lock};
-use crate::l2::{DEFAULT_CAPACITY, L2Switch};
+use crate::app::App;
 use crate::reconcile::{FlowId, Reconciler};
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as ToSwitch, switch_message::Body as FromSwitch,
 };
 use sdn_vswitch::flow::{FlowMod, FlowSpec, FlowStats, Match};
+use sdn_vswitch::pipeline::TunnelMeta;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
@@ -33,7 +35,7 @@ struct Session {
     handle: Option<SessionHandle>,
     phase: Phase,
     reconciler: Reconciler,
-    l2: L2Switch,
+    app: App,
     aging: Duration,
 }
 
@@ -47,7 +49,7 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         handle: None,
         phase: Phase::AwaitHello,
         reconciler: Reconciler::new(),
-        l2: L2Switch::new(aging, DEFAULT_CAPACITY),
+        app: App::Plain(crate::l2::L2Switch::new(aging, crate::l2::DEFAULT_CAPACITY)),
         aging,
     };
     let reason = session.serve(inbound).await;
@@ -128,7 +130,7 @@ impl Session {
         let mut shared = lock(&self.state);
         if let Some(info) = shared.switches.get_mut(&self.name) {
             info.flow_count = self.reconciler.installed_count() as u64;
-            info.learned_macs = self.l2.learned() as u64;
+            info.learned_macs = self.app.learned() as u64;
             info.synced = self.phase == Phase::Synced;
         }
     }
@@ -169,14 +171,16 @@ impl Session {
             FromSwitch::BarrierReply(_) if self.phase == Phase::AwaitBarrier(message.xid) => {
                 self.phase = Phase::Synced;
                 self.publish();
-                info!(switch = %self.name, flows = self.reconciler.installed_count(), macs = self.l2.learned(), "switch synced");
+                info!(switch = %self.name, flows = self.reconciler.installed_count(), macs = self.app.learned(), "switch synced");
                 Ok(())
             }
             FromSwitch::PacketIn(packet_in) => {
                 if self.phase == Phase::Synced {
-                    let ids = self.l2.on_packet_in(
+                    let tunnel = tunnel_of(&packet_in);
+                    let ids = self.app.on_packet_in(
                         packet_in.in_port,
                         &packet_in.data,
+                        tunnel,
                         &mut self.reconciler,
                     );
                     self.push_ids(&ids).await?;
@@ -193,8 +197,11 @@ impl Session {
                     priority: u16::try_from(removed.priority).unwrap_or(u16::MAX),
                     matcher: matcher.unwrap_or_default(),
                 };
-                if let Some(installed) = self.reconciler.installed(&id).cloned() {
-                    let ids = self.l2.on_flow_removed(&installed, &mut self.reconciler);
+                // A removal of an entry since replaced (another cookie) is stale.
+                if let Some(installed) = self.reconciler.installed(&id).cloned()
+                    && installed.cookie == removed.cookie
+                {
+                    let ids = self.app.on_flow_removed(&installed, &mut self.reconciler);
                     self.push_ids(&ids).await?;
                 }
                 Ok(())
@@ -305,13 +312,13 @@ impl Session {
             })
             .collect();
         self.reconciler = Reconciler::new();
-        self.l2 = L2Switch::new(self.aging, DEFAULT_CAPACITY);
-        self.l2.want_base(&mut self.reconciler);
-        self.l2.adopt(&installed, &mut self.reconciler);
+        self.app = App::for_switch(&lock(&self.state).topology, &self.name, self.aging);
+        self.app.want_base(&mut self.reconciler);
+        self.app.adopt(&installed, &mut self.reconciler);
         let had = installed.len();
         self.reconciler.set_installed(installed);
         let mods = self.reconciler.sync_all();
-        info!(switch = %self.name, installed = had, changes = mods.len(), adopted_macs = self.l2.learned(), "re-syncing switch");
+        info!(switch = %self.name, installed = had, changes = mods.len(), adopted_macs = self.app.learned(), "re-syncing switch");
         self.push(mods).await?;
         let Some(handle) = &self.handle else {
             return Err("no session".into());
@@ -324,4 +331,14 @@ impl Session {
         self.publish();
         Ok(())
     }
+}
+
+/// The tunnel a packet-in's frame arrived through, if any.
+fn tunnel_of(packet_in: &pb::PacketIn) -> Option<TunnelMeta> {
+    let vni = packet_in.tunnel_id?;
+    let src: [u8; 4] = packet_in.tunnel_src[..].try_into().ok()?;
+    Some(TunnelMeta {
+        vni,
+        src: Ipv4Addr::from(src),
+    })
 }

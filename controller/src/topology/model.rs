@@ -45,6 +45,13 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 /// Default MTU of the underlay.
 pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 
+/// The bridge that is the underlay network, in the underlay namespace.
+pub const UNDERLAY_BRIDGE: &str = "underlay";
+
+/// A hypervisor's device on the underlay (its end of the link to the bridge,
+/// whose other end is named after the hypervisor).
+pub const UNDERLAY_DEVICE: &str = "underlay0";
+
 /// The network the hypervisors share (a Linux bridge in its own namespace).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Underlay {

@@ -56,6 +56,20 @@ pub(super) fn hypervisors(
         let hv_value = &hv.value;
         if c.name(&hv_value.name, &format!("{path}.name")) {
             super::nodes::claim_node(c, node_names, &hv_value.name, &format!("{path}.name"));
+            // The name also names the hypervisor's port on the underlay bridge.
+            if hv_value.name.value.len() > super::MAX_IFNAME
+                || hv_value.name.value == UNDERLAY_BRIDGE
+            {
+                c.error(
+                    &hv_value.name,
+                    format!("{path}.name"),
+                    format!(
+                        "hypervisor name {:?} names its port on the underlay bridge: use at most {} characters, other than {UNDERLAY_BRIDGE:?}",
+                        hv_value.name.value,
+                        super::MAX_IFNAME
+                    ),
+                );
+            }
         }
         let Some(underlay) = underlay else {
             c.error(
@@ -139,6 +153,15 @@ pub(super) fn placements(
                     format!("hypervisor {} lists vnis for an external endpoint; a switch's VNIs come from its vlan_vni", hv.name),
                 ),
                 Some(hv) => {
+                    for (p, port) in switch.ports.iter().enumerate() {
+                        if port.name == UNDERLAY_DEVICE {
+                            c.error(
+                                name,
+                                format!("{path}.ports[{p}].name"),
+                                format!("port name {UNDERLAY_DEVICE:?} is the hypervisor's underlay device: choose another"),
+                            );
+                        }
+                    }
                     if let Some(first) = taken.insert(hv.name.clone(), switch.name.clone()) {
                         c.error(name, format!("{path}.hypervisor"), format!("hypervisor {} already runs switch {first}", hv.name));
                     } else {

@@ -23,10 +23,79 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 // From <linux/if_packet.h>; not all are in the libc crate.
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// `struct tpacket_auxdata` from <linux/if_packet.h>: what the kernel says
+/// about a frame read with `recvmsg`, including the VLAN tag it took out.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// 8-byte words of control buffer per received frame (one auxdata message).
+const CONTROL_WORDS: usize = 8;
+
+/// The 802.1Q tag the kernel took out of a frame read with `recvmsg`.
+fn tag_in_control(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: the control buffer was set up by us and filled by the kernel;
+    // CMSG_* walk it within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_PACKET
+                && (*cmsg).cmsg_type == PACKET_AUXDATA
+                && (*cmsg).cmsg_len as usize
+                    >= libc::CMSG_LEN(mem::size_of::<TpacketAuxdata>() as u32) as usize
+            {
+                let aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
+                if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+                    return None;
+                }
+                let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                return Some((tpid, aux.tp_vlan_tci));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+/// Puts a tag the kernel took out back into a frame that follows a
+/// virtio-net header in `buffer` (`len` bytes used), moving what follows the
+/// MAC addresses; the header's offsets move with the frame. Returns the new
+/// length, or `None` if the buffer has no room.
+fn reinsert_tag(buffer: &mut [u8], len: usize, (tpid, tci): (u16, u16)) -> Option<usize> {
+    let macs_end = vnet_hdr::HEADER_LEN + 12;
+    if len < macs_end || len + 4 > buffer.len() {
+        return None;
+    }
+    buffer.copy_within(macs_end..len, macs_end + 4);
+    buffer[macs_end..macs_end + 2].copy_from_slice(&tpid.to_be_bytes());
+    buffer[macs_end + 2..macs_end + 4].copy_from_slice(&tci.to_be_bytes());
+    shift_vnet_header(&mut buffer[..vnet_hdr::HEADER_LEN], 4);
+    Some(len + 4)
+}
+
+/// Moves the frame-relative offsets of a virtio-net header by `delta`.
+fn shift_vnet_header(header: &mut [u8], delta: isize) {
+    let repr = VnetRepr::parse(&VnetHeader::new_unchecked(&*header)).shifted(delta);
+    repr.emit(&mut VnetHeader::new_unchecked(header));
+}
 
 /// Socket buffer size asked for (the kernel may cap it without CAP_NET_ADMIN).
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
@@ -57,6 +126,8 @@ pub struct AfPacketPort {
     info: PortInfo,
     rx_iovecs: Vec<libc::iovec>,
     rx_msgs: Vec<libc::mmsghdr>,
+    /// Room for each received frame's `tpacket_auxdata` (its VLAN tag).
+    rx_control: Vec<[u64; CONTROL_WORDS]>,
     tx_iovecs: Vec<libc::iovec>,
     tx_msgs: Vec<libc::mmsghdr>,
     dropped: u64,
@@ -195,6 +266,9 @@ impl AfPacketPort {
             1,
             "PACKET_IGNORE_OUTGOING",
         )?;
+        // Frames read with recvmsg lose their 802.1Q tag to the kernel; the
+        // auxdata says what it was.
+        set_int_option(raw, libc::SOL_PACKET, PACKET_AUXDATA, 1, "PACKET_AUXDATA")?;
         // Straight to the driver: a veth has no queue worth passing through.
         set_int_option(
             raw,
@@ -269,6 +343,7 @@ impl AfPacketPort {
             rx_iovecs: vec![empty_iovec; BATCH],
             // SAFETY: mmsghdr is plain data; zeroed is valid.
             rx_msgs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
+            rx_control: vec![[0; CONTROL_WORDS]; BATCH],
             tx_iovecs: vec![empty_iovec; BATCH],
             // SAFETY: as above.
             tx_msgs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
@@ -299,6 +374,8 @@ impl AfPacketPort {
                 iov_len: buffer.len() - skip,
             };
             point_at(&mut self.rx_msgs[i], &mut self.rx_iovecs[i]);
+            self.rx_msgs[i].msg_hdr.msg_control = self.rx_control[i].as_mut_ptr().cast();
+            self.rx_msgs[i].msg_hdr.msg_controllen = mem::size_of::<[u64; CONTROL_WORDS]>() as _;
         }
         // SAFETY: rx_msgs[..slots] point at iovecs that point into the
         // batch's buffers, alive and exclusively borrowed for this call.
@@ -320,23 +397,32 @@ impl AfPacketPort {
         }
         let mut kept = 0;
         for i in 0..n as usize {
-            let len = self.rx_msgs[i].msg_len as usize + skip;
+            let mut len = self.rx_msgs[i].msg_len as usize + skip;
             if self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
                 || len < vnet_hdr::HEADER_LEN + 14
             {
                 self.dropped += 1;
                 continue;
             }
+            if !self.info.offloads {
+                VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(
+                    &mut batch.storage_mut(first + i)[..vnet_hdr::HEADER_LEN],
+                ));
+            }
+            if let Some(tag) = tag_in_control(&self.rx_msgs[i].msg_hdr) {
+                match reinsert_tag(batch.storage_mut(first + i), len, tag) {
+                    Some(tagged) => len = tagged,
+                    None => {
+                        self.dropped += 1;
+                        continue;
+                    }
+                }
+            }
             let slot = first + kept;
             if slot != first + i {
                 let (lo, hi) = (first + kept, first + i);
                 let source = batch.storage_mut(hi)[..len].to_vec();
                 batch.storage_mut(lo)[..len].copy_from_slice(&source);
-            }
-            if !self.info.offloads {
-                VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(
-                    &mut batch.storage_mut(slot)[..vnet_hdr::HEADER_LEN],
-                ));
             }
             batch.push_stored(slot, len);
             kept += 1;
@@ -410,6 +496,13 @@ impl AfPacketPort {
                 }
                 frame_start = start - 4;
                 total += 4;
+                if vnet_len > 0 {
+                    // The kernel's offsets count from the untagged frame.
+                    // SAFETY: the header lies inside the slot, ours until given back.
+                    let header =
+                        unsafe { std::slice::from_raw_parts_mut(slot.add(frame_start), vnet_len) };
+                    shift_vnet_header(header, 4);
+                }
             }
             if vnet_len == 0 {
                 // A port without offloads still hands frames on behind a
@@ -514,5 +607,37 @@ impl Port for AfPacketPort {
 
     fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::FrameBuilder;
+    use crate::wire::vnet_hdr::FLAG_NEEDS_CSUM;
+
+    #[test]
+    fn a_tag_goes_back_between_the_addresses_and_the_type_and_offsets_follow() {
+        let frame = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", b"data").build();
+        let mut buffer = vec![0u8; 200];
+        let header = VnetRepr {
+            flags: FLAG_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VnetRepr::PLAIN
+        };
+        header.emit(&mut VnetHeader::new_unchecked(&mut buffer[..vnet_hdr::HEADER_LEN]));
+        let len = vnet_hdr::HEADER_LEN + frame.len();
+        buffer[vnet_hdr::HEADER_LEN..len].copy_from_slice(&frame);
+        let tagged = reinsert_tag(&mut buffer, len, (0x8100, 0x2000 | 10)).unwrap();
+        assert_eq!(tagged, len + 4);
+        let out = &buffer[vnet_hdr::HEADER_LEN..tagged];
+        assert_eq!(&out[..12], &frame[..12]);
+        assert_eq!(&out[12..16], &[0x81, 0x00, 0x20, 10]);
+        assert_eq!(&out[16..], &frame[12..]);
+        let moved = VnetRepr::parse(&VnetHeader::new_unchecked(&buffer[..vnet_hdr::HEADER_LEN]));
+        assert_eq!(moved.csum_start, 38, "the TCP header is 4 bytes further in");
+        assert_eq!(moved.csum_offset, 16);
+        assert_eq!(reinsert_tag(&mut buffer[..tagged + 3], tagged, (0x8100, 1)), None, "no room");
     }
 }
