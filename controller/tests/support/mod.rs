@@ -176,13 +176,14 @@ pub fn tcp_transfer(server_ns: &str, client_ns: &str, server: SocketAddr, data: 
     received
 }
 
-/// Sends one UDP datagram from inside `ns`.
+/// Sends one UDP datagram (broadcast allowed) from inside `ns`.
 pub fn udp_send(ns: &str, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
     let ns = ns.to_string();
     let payload = payload.to_vec();
     std::thread::spawn(move || {
         sdn_vswitch::netns::enter(&ns).expect("enter namespace");
         let socket = UdpSocket::bind(from).expect("bind");
+        socket.set_broadcast(true).expect("allow broadcast");
         socket.send_to(&payload, to).expect("send");
     })
     .join()
@@ -196,4 +197,229 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A topology file of the repository with its lab renamed.
+pub fn repository_topology(file: &str, name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("read topology");
+    let original = text
+        .lines()
+        .find_map(|l| l.strip_prefix("name: "))
+        .expect("a name line")
+        .to_string();
+    text.replacen(
+        &format!("name: {original}\n"),
+        &format!("name: {name}\n"),
+        1,
+    )
+}
+
+/// Sends raw Ethernet frames out of `device` in namespace `ns`.
+pub fn raw_send(ns: &str, device: &str, frames: &[Vec<u8>]) {
+    let (ns, device, frames) = (ns.to_string(), device.to_string(), frames.to_vec());
+    std::thread::spawn(move || {
+        sdn_vswitch::netns::enter(&ns).expect("enter namespace");
+        let fd = packet_socket(&device);
+        for frame in &frames {
+            // SAFETY: sending a live buffer on a socket we own.
+            let sent = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            assert_eq!(sent, frame.len() as isize, "send a raw frame on {device}");
+        }
+    })
+    .join()
+    .expect("raw send thread");
+}
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// An AF_PACKET socket bound to `device` of the calling thread's namespace.
+fn packet_socket(device: &str) -> OwnedFd {
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(all)) };
+    assert!(
+        raw >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `raw` is a fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let name = std::ffi::CString::new(device).expect("device name");
+    // SAFETY: NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index != 0, "no device {device}");
+    // SAFETY: sockaddr_ll is plain data.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = index as i32;
+    // SAFETY: a valid sockaddr_ll of the size passed.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "bind to {device}: {}",
+        std::io::Error::last_os_error()
+    );
+    fd
+}
+
+/// Records every frame crossing a device (both directions) until stopped,
+/// then writes them to a pcap file. For devices that carry no VLAN tags (the
+/// kernel takes tags out of frames a plain packet socket reads).
+pub struct Sniffer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Vec<u8>>>>,
+}
+
+impl Sniffer {
+    /// Starts recording on `device` in `ns`; returns once the socket is bound.
+    pub fn start(ns: &str, device: &str) -> Sniffer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns, device, flag) = (ns.to_string(), device.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            sdn_vswitch::netns::enter(&ns).expect("enter namespace");
+            let fd = packet_socket(&device);
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            // SAFETY: a valid timeval of the size passed.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                )
+            };
+            let _ = ready_tx.send(());
+            let mut frames = Vec::new();
+            let mut buffer = vec![0u8; 65_536];
+            while !flag.load(Ordering::Relaxed) {
+                // SAFETY: receiving into a live buffer of the length passed.
+                let n = unsafe {
+                    libc::recv(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
+                };
+                if n > 0 {
+                    frames.push(buffer[..n as usize].to_vec());
+                }
+            }
+            frames
+        });
+        ready_rx.recv().expect("sniffer started");
+        Sniffer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops, writes the frames to `file` as pcap, and returns them as read
+    /// back from that file.
+    pub fn stop(mut self, file: &std::path::Path) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let frames = self
+            .thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("sniffer thread");
+        let mut writer = sdn_controller::pcap::PcapWriter::new(
+            std::fs::File::create(file).expect("create pcap"),
+            65_535,
+        )
+        .expect("pcap header");
+        for frame in &frames {
+            writer
+                .write_frame(0, frame.len() as u32, frame)
+                .expect("write frame");
+        }
+        writer.flush().expect("flush pcap");
+        let bytes = std::fs::read(file).expect("read pcap");
+        let (_, read) = sdn_controller::pcap::read_all(&bytes).expect("valid pcap");
+        read.into_iter().map(|f| f.data).collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A running `sdn capture` of a switch port.
+pub struct PortCapture {
+    child: std::process::Child,
+    /// Its standard error, kept open (and read at the end) so that it can
+    /// report without a broken pipe.
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    pub file: PathBuf,
+}
+
+impl Lab {
+    /// Starts `sdn capture SWITCH PORT` for `seconds`; returns once it captures.
+    pub fn capture(&self, switch: &str, port: &str, seconds: u32) -> PortCapture {
+        use std::io::BufRead;
+        let file = self.dir.join(format!("{switch}-{port}.pcap"));
+        let mut child = Command::new(sdn_binary())
+            .args([
+                "capture",
+                switch,
+                port,
+                "-w",
+                file.to_str().expect("utf-8"),
+                "--duration",
+                &seconds.to_string(),
+                "--lab",
+                &self.name,
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start capture");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        stderr
+            .read_line(&mut line)
+            .expect("capture says it started");
+        assert!(line.contains("capturing on"), "{line}");
+        PortCapture {
+            child,
+            stderr,
+            file,
+        }
+    }
+}
+
+impl PortCapture {
+    /// Waits for the capture to end; returns the frames of its pcap file.
+    pub fn frames(mut self) -> Vec<Vec<u8>> {
+        use std::io::Read;
+        let mut said = String::new();
+        let _ = self.stderr.read_to_string(&mut said);
+        let status = self.child.wait().expect("capture ends");
+        assert!(status.success(), "capture failed: {said}");
+        let bytes = std::fs::read(&self.file).expect("pcap written");
+        let (linktype, frames) = sdn_controller::pcap::read_all(&bytes).expect("valid pcap");
+        assert_eq!(linktype, sdn_controller::pcap::LINKTYPE_ETHERNET);
+        frames.into_iter().map(|f| f.data).collect()
+    }
+}
+
+/// Whether `frame` (Ethernet, maybe 802.1Q-tagged) carries `needle` somewhere.
+pub fn carries(frame: &[u8], needle: &[u8]) -> bool {
+    frame.windows(needle.len()).any(|w| w == needle)
 }

@@ -626,7 +626,9 @@ mod tests {
             csum_offset: 16,
             ..VnetRepr::PLAIN
         };
-        header.emit(&mut VnetHeader::new_unchecked(&mut buffer[..vnet_hdr::HEADER_LEN]));
+        header.emit(&mut VnetHeader::new_unchecked(
+            &mut buffer[..vnet_hdr::HEADER_LEN],
+        ));
         let len = vnet_hdr::HEADER_LEN + frame.len();
         buffer[vnet_hdr::HEADER_LEN..len].copy_from_slice(&frame);
         let tagged = reinsert_tag(&mut buffer, len, (0x8100, 0x2000 | 10)).unwrap();
@@ -638,6 +640,10 @@ mod tests {
         let moved = VnetRepr::parse(&VnetHeader::new_unchecked(&buffer[..vnet_hdr::HEADER_LEN]));
         assert_eq!(moved.csum_start, 38, "the TCP header is 4 bytes further in");
         assert_eq!(moved.csum_offset, 16);
-        assert_eq!(reinsert_tag(&mut buffer[..tagged + 3], tagged, (0x8100, 1)), None, "no room");
+        assert_eq!(
+            reinsert_tag(&mut buffer[..tagged + 3], tagged, (0x8100, 1)),
+            None,
+            "no room"
+        );
     }
 }
