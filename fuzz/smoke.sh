@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
-targets=${*:-wire_views frame_pipeline gso southbound_message switch_message topology pcap}
+targets=${*:-wire_views vlan_frame vxlan_datagram frame_pipeline gso southbound_message switch_message topology pcap}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do mkdir -p "corpus/$target"; done
-mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/frame_pipeline corpus/gso
+mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso
 cp ../topologies/*.yaml corpus/topology/
 cp ../controller/testdata/*.pcap corpus/pcap/
 # Frames of the capture fixture seed the frame parsers (plain virtio-net header for gso).
@@ -23,8 +23,14 @@ for path in glob.glob("../controller/testdata/*.pcap"):
     while at + 16 <= len(data):
         caplen = struct.unpack_from("<I", data, at + 8)[0]
         frame = data[at + 16: at + 16 + caplen]
-        for target, prefix in (("wire_views", b""), ("frame_pipeline", b"\x01"), ("gso", bytes(10))):
+        seeds = (("wire_views", b""), ("vlan_frame", b""), ("frame_pipeline", b"\x01"), ("gso", bytes(10)),
+                 ("vxlan_datagram", b"\x08\x00\x00\x00\x00\x13\x89\x00"))
+        for target, prefix in seeds:
             open(f"corpus/{target}/seed-{n}", "wb").write(prefix + frame)
+        # The same frame tagged for VLAN 10, and again inside an 802.1ad tag.
+        tagged = frame[:12] + b"\x81\x00\x00\x0a" + frame[12:]
+        open(f"corpus/vlan_frame/tagged-{n}", "wb").write(tagged)
+        open(f"corpus/vlan_frame/qinq-{n}", "wb").write(frame[:12] + b"\x88\xa8\x00\x64" + tagged[12:])
         at, n = at + 16 + caplen, n + 1
 PY
 for target in $targets; do

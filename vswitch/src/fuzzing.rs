@@ -50,6 +50,62 @@ fn l4_views(payload: &[u8], ips: IpPair) {
     }
 }
 
+/// 802.1Q: the tags of a frame (up to two, as in QinQ), each parsed and
+/// written back unchanged, and the flow key the pipeline extracts, whose
+/// VLAN must be the outer tag's.
+pub fn vlan_frame(data: &[u8]) {
+    let Ok(frame) = EthernetFrame::new_checked(data) else {
+        return;
+    };
+    let mut rest = frame.payload();
+    let mut ethertype = frame.ethertype();
+    let mut outer = None;
+    for _ in 0..2 {
+        if !matches!(ethertype, EtherType::Vlan | EtherType::QinQ) {
+            break;
+        }
+        let Ok(tag) = VlanHeader::new_checked(rest) else {
+            break;
+        };
+        let repr = VlanRepr::parse(&tag);
+        let mut again = [0u8; 4];
+        repr.emit(&mut VlanHeader::new_unchecked(&mut again[..]));
+        assert_eq!(&again[..], &rest[..4], "a tag survives parse and emit");
+        outer.get_or_insert(tag.vid());
+        ethertype = tag.ethertype();
+        rest = &rest[4..];
+    }
+    if let (Some(extracted), Some(vid)) = (crate::flow::FlowKey::extract(data, 1), outer) {
+        assert_eq!(
+            extracted.key.vlan_tci() & 0x0fff,
+            vid,
+            "the key carries the outer VID"
+        );
+    }
+}
+
+/// VXLAN: a UDP payload as the tunnel port reads it (header, inner frame),
+/// with the decapsulation steps it takes: header checks, the inner frame's
+/// checksum finished, its flow key; and the encapsulation's source port.
+pub fn vxlan_datagram(data: &[u8]) {
+    let Ok(packet) = VxlanPacket::new_checked(data) else {
+        return;
+    };
+    let repr = VxlanRepr::parse(&packet);
+    assert!(repr.vni <= vxlan::MAX_VNI);
+    let mut header = [0u8; vxlan::HEADER_LEN];
+    repr.emit(&mut header);
+    assert_eq!(
+        VxlanPacket::new_checked(&header[..]).map(|p| p.vni()),
+        Ok(repr.vni)
+    );
+    let mut inner = packet.payload().to_vec();
+    let _ = crate::gso::finish_inner_checksum(&mut inner);
+    let _ = crate::flow::FlowKey::extract(&inner, 1);
+    let port = crate::port::vxlan::source_port(&inner);
+    assert!((49152..=65535).contains(&port));
+}
+
 /// A frame through a pipeline with rewrites, goto, flood and learning; the
 /// first byte picks the input port and whether the checksum is partial.
 pub fn frame_pipeline(data: &[u8]) {
@@ -232,6 +288,10 @@ mod tests {
                 with_vnet.extend_from_slice(&data);
                 gso(&with_vnet);
                 southbound_message(&data);
+                vlan_frame(&data);
+                let mut datagram = vec![0x08, 0, 0, 0, 0, 0x13, 0x89, 0];
+                datagram.extend_from_slice(&data);
+                vxlan_datagram(&datagram);
             }
         }
     }

@@ -397,6 +397,21 @@ fn overlay_mistakes() {
         ),
         ("  mtu: 1500\n", "  mtu: 100\n", "MTU 100"),
         (
+            "  - { name: hv2, address: 192.168.100.2 }\n",
+            "  - { name: underlay, address: 192.168.100.2 }\n",
+            "names its port on the underlay bridge",
+        ),
+        (
+            "  - { name: hv2, address: 192.168.100.2 }\n",
+            "  - { name: hypervisor-number-two, address: 192.168.100.2 }\n",
+            "use at most 15 characters",
+        ),
+        (
+            "      - { name: p2, mode: access, vlan: 20 }\n",
+            "      - { name: underlay0, mode: access, vlan: 20 }\n",
+            "is the hypervisor's underlay device",
+        ),
+        (
             "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.1/24 }",
             "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.1/24, mtu: 1500 }",
             "does not fit VXLAN over an underlay of MTU 1500: use at most 1450, or raise underlay.mtu to 1550",

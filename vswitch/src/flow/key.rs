@@ -251,9 +251,11 @@ impl FlowKey {
         key.set_eth_dst(eth.dst_addr());
         let mut ethertype = eth.ethertype();
         let mut offset = ethernet::HEADER_LEN;
-        if ethertype == EtherType::Vlan {
+        // The outer tag, 802.1Q or 802.1ad, is the frame's VLAN (as pop_vlan
+        // and the tag checks of the actions see it).
+        if matches!(ethertype, EtherType::Vlan | EtherType::QinQ) {
             let Ok(tag) = VlanHeader::new_checked(eth.payload()) else {
-                key.set_eth_type(0x8100);
+                key.set_eth_type(ethertype.into());
                 return Some(Extracted { key, layout });
             };
             key.set_vlan_tci(VLAN_PRESENT | (u16::from(tag.pcp()) << 13) | tag.vid());
@@ -368,6 +370,18 @@ mod tests {
         assert_eq!(key.ip_dst(), Some("fd00::2".parse().unwrap()));
         assert_eq!((key.ip_proto(), key.tp_src(), key.tp_dst()), (6, 40000, 80));
         assert_eq!(layout, Layout { l3: 18, l4: 58 });
+    }
+
+    #[test]
+    fn an_802_1ad_outer_tag_is_the_frames_vlan() {
+        let mut frame = FrameBuilder::udp4("10.0.0.1:1", "10.0.0.2:2", b"")
+            .vlan(10, 0)
+            .build();
+        // S-tag 100 in front of the C-tag 10.
+        frame.splice(12..12, [0x88, 0xa8, 0x00, 100]);
+        let key = FlowKey::extract(&frame, 1).unwrap().key;
+        assert_eq!(key.vlan_tci(), VLAN_PRESENT | 100);
+        assert_eq!(key.eth_type(), 0x8100, "the inner tag is not looked into");
     }
 
     #[test]
