@@ -325,6 +325,9 @@ impl Datapath {
             }
             for (out, bytes) in self.decision.snapshots.drain(..) {
                 if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                    // A copy taken with a tag pushed or popped: its header's
+                    // offsets move with its front.
+                    let vnet = vnet.shifted(bytes.len() as isize - frame_len as isize);
                     self.tx_owned[*j].push((vnet, bytes, out.tunnel));
                 }
             }

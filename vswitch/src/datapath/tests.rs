@@ -393,3 +393,48 @@ fn pushing_and_popping_tags_keeps_offload_offsets_right() {
     let back = h.sent(1, 1);
     assert_eq!(strip_vnet(&back[0]), (vnet, &frame[..]));
 }
+
+#[test]
+fn copies_taken_before_a_pop_keep_their_own_offsets() {
+    // A flood in a VLAN: the trunk (port 2) gets the frame tagged, then the tag
+    // comes off for the access port (port 3). The trunk's copy is a snapshot.
+    let mut h = harness(&[true, true, true]);
+    h.add(FlowSpec::new(
+        0,
+        10,
+        Match {
+            in_port: Some(1),
+            ..Match::default()
+        },
+        vec![
+            Action::PushVlan(10),
+            Action::Output(2),
+            Action::PopVlan,
+            Action::Output(3),
+        ],
+    ));
+    let frame = FrameBuilder::tcp4("10.0.0.1:1000", "10.0.0.2:80", &[5u8; 3000]).build();
+    let vnet = VnetRepr {
+        flags: vnet_hdr::FLAG_NEEDS_CSUM,
+        gso_type: GsoType::TcpV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    h.links[0].inject_with(vnet, &frame);
+    let on_trunk = h.sent(2, 1);
+    let (trunk_vnet, tagged) = strip_vnet(&on_trunk[0]);
+    assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x00, 10]);
+    assert_eq!(
+        trunk_vnet,
+        VnetRepr {
+            csum_start: 38,
+            hdr_len: 58,
+            ..vnet
+        },
+        "the tagged copy's offsets count the tag"
+    );
+    let on_access = h.sent(3, 1);
+    assert_eq!(strip_vnet(&on_access[0]), (vnet, &frame[..]));
+}

@@ -5,19 +5,45 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds `data` as big-endian 16-bit words to a 32-bit accumulator. An odd
 /// trailing byte is padded with zero (RFC 1071 §4.1).
-pub fn accumulate(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for pair in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([pair[0], pair[1]])));
-        // Fold early so the accumulator never overflows, however long the data.
-        if sum > 0xffff_0000 {
-            sum = (sum & 0xffff) + (sum >> 16);
+///
+/// The sum runs over 32-bit words in the machine's byte order into 64-bit
+/// accumulators (no carries to chase for anything under 16 GiB), and is
+/// byte-swapped once at the end: the ones' complement sum does not depend on
+/// byte order except for that swap (RFC 1071 §2(B)).
+pub fn accumulate(sum: u32, data: &[u8]) -> u32 {
+    let mut lanes = [0u64; 4];
+    let mut blocks = data.chunks_exact(16);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += u64::from(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]));
         }
     }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(4);
+    for word in &mut words {
+        lanes[0] += u64::from(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]));
     }
-    sum
+    let wide = lanes.iter().fold(0u64, |a, &l| {
+        let (s, carry) = a.overflowing_add(l);
+        s + u64::from(carry)
+    });
+    // Down to 16 bits in machine order, then to network order.
+    let mut folded = (wide & 0xffff_ffff) + (wide >> 32);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    // On a little-endian machine the native sum is the network sum swapped.
+    let network = u16::from_be(folded as u16);
+    let mut total = u32::from(fold(sum)) + u32::from(network);
+    let tail = words.remainder();
+    let mut pairs = tail.chunks_exact(2);
+    for pair in &mut pairs {
+        total += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        total += u32::from(*last) << 8;
+    }
+    total
 }
 
 /// Folds a 32-bit accumulator into 16 bits with end-around carry.
@@ -110,6 +136,32 @@ mod tests {
         let new = [0xc0, 0xa8, 0x01, 0x02];
         data[8..12].copy_from_slice(&new);
         assert_eq!(update_bytes(before, &old, &new), checksum(&data));
+    }
+
+    /// The plain RFC 1071 loop the fast sum must agree with.
+    fn reference(sum: u32, data: &[u8]) -> u16 {
+        let mut sum = u64::from(sum);
+        let mut pairs = data.chunks_exact(2);
+        for pair in &mut pairs {
+            sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        if let [last] = pairs.remainder() {
+            sum += u64::from(*last) << 8;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_sum_matches_the_plain_loop(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            start in proptest::prelude::any::<u32>(),
+        ) {
+            proptest::prop_assert_eq!(fold(accumulate(start, &data)), reference(start, &data));
+        }
     }
 
     #[test]
