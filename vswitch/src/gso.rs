@@ -20,11 +20,13 @@ pub enum GsoError {
     Unsupported(GsoType),
 }
 
-/// Reused output space for segments.
+/// Reused output space for segments, one after another in one buffer, each
+/// optionally preceded by a gap of room for an encapsulation header.
 #[derive(Debug, Default)]
 pub struct Segments {
     data: Vec<u8>,
     ranges: Vec<Range<usize>>,
+    gap: usize,
 }
 
 impl Segments {
@@ -49,7 +51,13 @@ impl Segments {
         self.ranges.iter().map(|r| &self.data[r.clone()])
     }
 
+    /// The whole buffer (gaps included) and where each frame lies in it.
+    pub fn buffer_mut(&mut self) -> (&mut [u8], &[Range<usize>]) {
+        (&mut self.data, &self.ranges)
+    }
+
     fn push(&mut self, parts: &[&[u8]]) -> Range<usize> {
+        self.data.resize(self.data.len() + self.gap, 0);
         let start = self.data.len();
         for part in parts {
             self.data.extend_from_slice(part);
@@ -60,13 +68,15 @@ impl Segments {
     }
 }
 
-struct Offsets {
-    l3: usize,
-    l4: usize,
-    ipv4: bool,
+/// Where the layers of a frame start.
+pub(crate) struct Offsets {
+    pub(crate) l3: usize,
+    pub(crate) l4: usize,
+    pub(crate) ipv4: bool,
 }
 
-fn offsets(frame: &[u8]) -> Result<Offsets, GsoError> {
+/// The offsets of an Ethernet (maybe tagged) IPv4 or IPv6 frame.
+pub(crate) fn offsets(frame: &[u8]) -> Result<Offsets, GsoError> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| GsoError::Malformed("ethernet"))?;
     let (ethertype, l3) = match eth.ethertype() {
         EtherType::Vlan => {
@@ -98,7 +108,7 @@ fn offsets(frame: &[u8]) -> Result<Offsets, GsoError> {
     }
 }
 
-fn ip_pair(frame: &[u8], o: &Offsets) -> IpPair {
+pub(crate) fn ip_pair(frame: &[u8], o: &Offsets) -> IpPair {
     if o.ipv4 {
         let ip = Ipv4Packet::new_unchecked(&frame[o.l3..]);
         IpPair::V4(ip.src_addr(), ip.dst_addr())
@@ -150,7 +160,19 @@ fn push_segment<'a>(
 /// offloads: the segments of a super-frame, or the frame itself with its
 /// checksum completed. A frame with no offload metadata is copied as is.
 pub fn segment(frame: &[u8], vnet: &VnetRepr, out: &mut Segments) -> Result<(), GsoError> {
+    segment_with_gap(frame, vnet, out, 0)
+}
+
+/// As `segment`, with `gap` bytes of room before each frame (for a tunnel
+/// header, so that the encapsulated segments lie back to back).
+pub fn segment_with_gap(
+    frame: &[u8],
+    vnet: &VnetRepr,
+    out: &mut Segments,
+    gap: usize,
+) -> Result<(), GsoError> {
     out.clear();
+    out.gap = gap;
     match vnet.gso_type {
         GsoType::None => {
             let range = out.push(&[frame]);
