@@ -331,7 +331,8 @@ mod tests {
         // Intact: merges.
         assert!(try_merge(&|_| {}).0.is_some());
         let second = size; // offset of the second VXLAN packet
-        let cases: [(&str, &dyn Fn(&mut Vec<u8>)); 6] = [
+        type Mutation<'a> = &'a dyn Fn(&mut Vec<u8>);
+        let cases: [(&str, Mutation); 6] = [
             ("another VNI", &|d| d[second + 6] ^= 1),
             ("a gap in the sequence", &|d| d[second + 8 + 38 + 3] ^= 0x10),
             ("another source port", &|d| d[second + 8 + 34] ^= 1),

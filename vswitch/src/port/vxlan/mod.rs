@@ -584,7 +584,6 @@ impl Port for VxlanPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FrameBuilder;
 
     #[test]
     fn headers_follow_rfc_7348() {
