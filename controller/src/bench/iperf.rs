@@ -21,7 +21,7 @@ pub(super) fn available() -> bool {
 }
 
 /// `program` ready to run inside network namespace `namespace`.
-fn command_in(namespace: &str, program: &str) -> Result<Command> {
+pub(super) fn command_in(namespace: &str, program: &str) -> Result<Command> {
     let file = File::open(sdn_vswitch::netns::path_of(namespace))
         .with_context(|| format!("open namespace {namespace}"))?;
     let fd: OwnedFd = file.into();

@@ -7,17 +7,69 @@
 
 mod baseline;
 mod iperf;
+mod overlay;
+mod pair;
 
 use crate::lab::{self, UpOptions, record::LabRecord};
 use crate::topology::{self, Topology};
 use anyhow::{Context, Result, bail};
-use baseline::{Addresses, Shape};
+use baseline::Shape;
+use pair::{Pair, pick_pair};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
-/// Builds a baseline shape with a name prefix and the hosts' addresses.
-type ShapeMaker = fn(&str, Addresses) -> Result<Shape>;
+/// Builds a baseline shape with a name prefix for the pair.
+type ShapeMaker = fn(&str, &Pair) -> Result<Shape>;
+
+/// A peer measured beside the switch.
+struct Baseline {
+    /// Its name in the table.
+    name: &'static str,
+    /// Its name in "vs" columns and JSON keys.
+    label: &'static str,
+    make: ShapeMaker,
+    /// Why it cannot be measured here, if it cannot.
+    unavailable: Option<&'static str>,
+}
+
+const OVS_MISSING: &str = "not installed (apt-get install openvswitch-switch)";
+
+/// The peers for a pair: the kernel and Open vSwitch in the same shape.
+fn baselines_for(pair: &Pair) -> Vec<Baseline> {
+    let ovs = (!baseline::ovs_installed()).then_some(OVS_MISSING);
+    if pair.overlay.is_some() {
+        vec![
+            Baseline {
+                name: "kernel bridge + VXLAN",
+                label: "kernel",
+                make: overlay::kernel_vxlan,
+                unavailable: None,
+            },
+            Baseline {
+                name: "Open vSwitch userspace VXLAN",
+                label: "OVS",
+                make: overlay::ovs_vxlan,
+                unavailable: ovs,
+            },
+        ]
+    } else {
+        vec![
+            Baseline {
+                name: "Linux bridge",
+                label: "bridge",
+                make: |prefix, pair| baseline::linux_bridge(prefix, pair.addresses),
+                unavailable: None,
+            },
+            Baseline {
+                name: "Open vSwitch userspace + TSO",
+                label: "OVS+TSO",
+                make: |prefix, pair| baseline::ovs_userspace_tso(prefix, pair.addresses),
+                unavailable: ovs,
+            },
+        ]
+    }
+}
 
 /// How to measure.
 #[derive(Debug, Clone)]
@@ -96,38 +148,6 @@ fn measure(
     }
 }
 
-/// The sending and receiving host of the topology: its first two hosts.
-fn pick_pair(topology: &Topology) -> Result<(String, String, Addresses)> {
-    let hosts: Vec<_> = topology
-        .hosts
-        .iter()
-        .filter(|h| !h.interfaces.is_empty())
-        .take(2)
-        .collect();
-    let [client, server] = hosts.as_slice() else {
-        bail!(
-            "{}: a bench topology needs two hosts with interfaces",
-            topology.source.display()
-        );
-    };
-    let (c, s) = (&client.interfaces[0], &server.interfaces[0]);
-    if c.prefix_len != s.prefix_len || c.network != s.network || c.subnet != s.subnet {
-        bail!(
-            "{}: the first two hosts must share a subnet",
-            topology.source.display()
-        );
-    }
-    Ok((
-        client.name.clone(),
-        server.name.clone(),
-        Addresses {
-            client: c.address,
-            server: s.address,
-            prefix_len: c.prefix_len,
-        },
-    ))
-}
-
 /// Removes the bench's lab even if measuring fails or panics.
 struct LabGuard(Option<LabRecord>);
 
@@ -176,12 +196,23 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
         bail!("--runs and --seconds must be at least 1");
     }
     let topology = topology::load(path)?;
-    let (client, server, addresses) = pick_pair(&topology)?;
+    let pair = pick_pair(&topology)?;
+    let (client, server) = (&pair.client, &pair.server);
+    let baselines = if options.baselines {
+        baselines_for(&pair)
+    } else {
+        Vec::new()
+    };
     let mut results = Vec::new();
 
     eprintln!(
-        "bench {}: {client} → {server} through vswitchd",
-        topology.name
+        "bench {}: {client} → {server} through vswitchd{}",
+        topology.name,
+        if pair.overlay.is_some() {
+            " across a VXLAN overlay"
+        } else {
+            ""
+        }
     );
     let record = lab::up(
         &topology,
@@ -201,84 +232,92 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
     };
     measure(
         &mut ours,
-        &topology.namespace_of(&client),
-        &topology.namespace_of(&server),
-        addresses.server,
+        &topology.namespace_of(client),
+        &topology.namespace_of(server),
+        pair.addresses.server,
         options,
     );
     drop(guard);
     results.push(ours);
 
-    if options.baselines {
-        let prefix = format!("{}-bl", topology.name);
-        let shapes: Vec<(&str, ShapeMaker, bool)> = vec![
-            ("Linux bridge", baseline::linux_bridge, true),
-            (
-                "Open vSwitch userspace + TSO",
-                baseline::ovs_userspace_tso,
-                baseline::ovs_installed(),
-            ),
-        ];
-        for (name, make, available) in shapes {
-            let mut result = PathResult {
-                name: name.into(),
-                ..PathResult::default()
-            };
-            if !available {
-                result.note = Some("not installed (apt-get install openvswitch-switch)".into());
-                results.push(result);
-                continue;
-            }
-            eprintln!(
-                "bench {}: {client} → {server} through {name}",
-                topology.name
-            );
-            match make(&prefix, addresses) {
-                Ok(shape) => measure(
-                    &mut result,
-                    &shape.client_ns,
-                    &shape.server_ns,
-                    shape.server_addr,
-                    options,
-                ),
-                Err(e) => result.note = Some(format!("could not be set up: {e:#}")),
-            }
+    let prefix = format!("{}-bl", topology.name);
+    for baseline in &baselines {
+        let mut result = PathResult {
+            name: baseline.name.into(),
+            ..PathResult::default()
+        };
+        if let Some(reason) = baseline.unavailable {
+            result.note = Some(reason.into());
             results.push(result);
+            continue;
         }
+        eprintln!(
+            "bench {}: {client} → {server} through {}",
+            topology.name, baseline.name
+        );
+        match (baseline.make)(&prefix, &pair) {
+            Ok(shape) => measure(
+                &mut result,
+                &shape.client_ns,
+                &shape.server_ns,
+                shape.server_addr,
+                options,
+            ),
+            Err(e) => result.note = Some(format!("could not be set up: {e:#}")),
+        }
+        results.push(result);
     }
-    report(&topology, options, &results, as_json)
+    report(&topology, options, &baselines, &results, as_json)
 }
 
 fn report(
     topology: &Topology,
     options: &BenchOptions,
+    baselines: &[Baseline],
     results: &[PathResult],
     as_json: bool,
 ) -> Result<()> {
     let machine = machine();
-    let find = |name: &str| results.iter().find(|r| r.name.starts_with(name));
-    let bridge = find("Linux bridge");
-    let ovs = find("Open vSwitch");
+    let medians = |r: &PathResult| {
+        [
+            median(&r.tcp_gbps),
+            median(&r.udp64_pps),
+            median(&r.udp64_app_pps),
+        ]
+    };
+    let bases: Vec<(&str, [Option<f64>; 3])> = baselines
+        .iter()
+        .filter_map(|b| {
+            let result = results.iter().find(|r| r.name == b.name)?;
+            Some((b.label, medians(result)))
+        })
+        .collect();
     let rows: Vec<serde_json::Value> = results
         .iter()
         .map(|r| {
-            let tcp = median(&r.tcp_gbps);
-            let udp = median(&r.udp64_pps);
-            let app = median(&r.udp64_app_pps);
+            let [tcp, udp, app] = medians(r);
+            let vs: serde_json::Map<String, serde_json::Value> = bases
+                .iter()
+                .map(|(label, [b_tcp, b_udp, b_app])| {
+                    (
+                        label.to_string(),
+                        json!({
+                            "tcp": ratio(tcp, *b_tcp),
+                            "udp64": ratio(udp, *b_udp),
+                            "udp64_app": ratio(app, *b_app),
+                        }),
+                    )
+                })
+                .collect();
             json!({
                 "path": r.name,
                 "tcp_gbps": tcp,
                 "tcp_gbps_runs": r.tcp_gbps,
                 "udp64_pps": udp,
                 "udp64_pps_runs": r.udp64_pps,
-                "tcp_vs_bridge": ratio(tcp, bridge.and_then(|b| median(&b.tcp_gbps))),
-                "tcp_vs_ovs_tso": ratio(tcp, ovs.and_then(|b| median(&b.tcp_gbps))),
-                "udp64_vs_bridge": ratio(udp, bridge.and_then(|b| median(&b.udp64_pps))),
-                "udp64_vs_ovs_tso": ratio(udp, ovs.and_then(|b| median(&b.udp64_pps))),
                 "udp64_app_pps": app,
                 "udp64_app_pps_runs": r.udp64_app_pps,
-                "udp64_app_vs_bridge": ratio(app, bridge.and_then(|b| median(&b.udp64_app_pps))),
-                "udp64_app_vs_ovs_tso": ratio(app, ovs.and_then(|b| median(&b.udp64_app_pps))),
+                "vs": vs,
                 "note": r.note,
             })
         })
@@ -290,7 +329,8 @@ fn report(
             "seconds": options.seconds,
             "runs": options.runs,
             "tool": "iperf3, single TCP stream; UDP 64-byte payloads, sender unthrottled; \
-                     udp64_pps counts frames reaching the receiving interface, udp64_app_pps what iperf3 read",
+                     udp64_pps counts frames reaching the receiving interface, udp64_app_pps what iperf3 read; \
+                     vs holds ratios to each baseline",
             "paths": rows,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -305,30 +345,35 @@ fn report(
         machine["cores"],
         machine["kernel"].as_str().unwrap_or("?")
     );
-    println!(
-        "| path | TCP Gbit/s | vs bridge | vs OVS+TSO | 64 B pkt/s delivered | vs bridge | vs OVS+TSO | 64 B pkt/s read by iperf3 | vs bridge | vs OVS+TSO |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
+    let labels: Vec<&str> = bases.iter().map(|(label, _)| *label).collect();
+    let mut header = vec!["path".to_string()];
+    for measure in [
+        "TCP Gbit/s",
+        "64 B pkt/s delivered",
+        "64 B pkt/s read by iperf3",
+    ] {
+        header.push(measure.to_string());
+        header.extend(labels.iter().map(|l| format!("vs {l}")));
+    }
+    println!("| {} |", header.join(" | "));
+    println!("|{}", " --- |".repeat(header.len()));
     let cell = |v: &serde_json::Value, precision: usize, suffix: &str| {
         v.as_f64()
             .map_or("-".to_string(), |x| format!("{x:.precision$}{suffix}"))
     };
     for row in &rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row["path"].as_str().unwrap_or("?"),
-            cell(&row["tcp_gbps"], 2, ""),
-            cell(&row["tcp_vs_bridge"], 2, "x"),
-            cell(&row["tcp_vs_ovs_tso"], 2, "x"),
-            cell(&row["udp64_pps"], 0, ""),
-            cell(&row["udp64_vs_bridge"], 2, "x"),
-            cell(&row["udp64_vs_ovs_tso"], 2, "x"),
-            cell(&row["udp64_app_pps"], 0, ""),
-            cell(&row["udp64_app_vs_bridge"], 2, "x"),
-            cell(&row["udp64_app_vs_ovs_tso"], 2, "x"),
-        );
+        let mut cells = vec![row["path"].as_str().unwrap_or("?").to_string()];
+        for (value, key, precision) in [
+            ("tcp_gbps", "tcp", 2),
+            ("udp64_pps", "udp64", 0),
+            ("udp64_app_pps", "udp64_app", 0),
+        ] {
+            cells.push(cell(&row[value], precision, ""));
+            cells.extend(labels.iter().map(|l| cell(&row["vs"][*l][key], 2, "x")));
+        }
+        println!("| {} |", cells.join(" | "));
         if let Some(note) = row["note"].as_str() {
-            println!("|   ({note}) | | | | | | | | | |");
+            println!("|   ({note}) |{}", " |".repeat(header.len() - 1));
         }
     }
     Ok(())

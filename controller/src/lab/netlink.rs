@@ -10,7 +10,7 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use sdn_vswitch::wire::EthernetAddress;
@@ -29,6 +29,25 @@ pub struct VethEnd {
     /// Ethernet address (kernel picks one when absent).
     pub mac: Option<EthernetAddress>,
     /// MTU (kernel default when absent).
+    pub mtu: Option<u32>,
+}
+
+/// A kernel VXLAN device to create.
+#[derive(Debug, Clone)]
+pub struct KernelVxlan {
+    /// Device name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// Local underlay address.
+    pub local: std::net::Ipv4Addr,
+    /// The one remote endpoint.
+    pub remote: std::net::Ipv4Addr,
+    /// Index of the underlay device.
+    pub underlay: u32,
+    /// UDP destination port.
+    pub port: u16,
+    /// MTU (kernel picks underlay minus 50 when absent).
     pub mtu: Option<u32>,
 }
 
@@ -161,6 +180,44 @@ impl Netlink {
             RouteNetlinkMessage::NewLink(link),
             NLM_F_CREATE | NLM_F_EXCL,
             &format!("create bridge {name}"),
+        )
+    }
+
+    /// Creates a kernel VXLAN device for one VNI with a single remote
+    /// endpoint (RFC 7348 port 4789), its underlay on device `underlay`.
+    pub fn create_vxlan(&mut self, vxlan: &KernelVxlan) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.attributes
+            .push(LinkAttribute::IfName(vxlan.name.clone()));
+        if let Some(mtu) = vxlan.mtu {
+            link.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        link.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::Id(vxlan.vni),
+                InfoVxlan::Local(vxlan.local),
+                InfoVxlan::Group(vxlan.remote),
+                InfoVxlan::Link(vxlan.underlay),
+                InfoVxlan::Port(vxlan.port),
+            ])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(link),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create vxlan {} (VNI {})", vxlan.name, vxlan.vni),
+        )
+    }
+
+    /// Sets the MTU of device `index`.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(
+            RouteNetlinkMessage::SetLink(link),
+            0,
+            &format!("set MTU {mtu} on device {index}"),
         )
     }
 
