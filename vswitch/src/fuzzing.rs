@@ -103,6 +103,35 @@ pub fn vxlan_datagram(data: &[u8]) {
     let _ = crate::gso::finish_inner_checksum(&mut inner);
     let _ = crate::flow::FlowKey::extract(&inner, 1);
     let _ = crate::port::vxlan::flow_hash(&inner);
+    if let Some(vnet) = crate::port::vxlan::merge::oversize_tcp(&mut inner, 576) {
+        assert!(usize::from(vnet.hdr_len) < inner.len());
+        assert!(vnet.gso_size > 0);
+    }
+}
+
+/// What UDP GRO hands the tunnel port: a datagram of several VXLAN packets
+/// of one size; the first byte picks how many. Merged or not, nothing may
+/// panic, and a merged super-frame must describe itself consistently.
+pub fn vxlan_gro(data: &[u8]) {
+    let Some((&pick, datagram)) = data.split_first() else {
+        return;
+    };
+    let count = 2 + usize::from(pick % 8);
+    let size = datagram.len().div_ceil(count).max(1);
+    let mut buffer = datagram.to_vec();
+    let covered: usize = crate::port::vxlan::merge::packets(buffer.len(), size)
+        .map(|r| r.len())
+        .sum();
+    assert_eq!(covered, buffer.len());
+    if let Some(merged) = crate::port::vxlan::merge::merge(&mut buffer, size) {
+        assert!(merged.vni <= vxlan::MAX_VNI);
+        assert!(vxlan::HEADER_LEN + merged.len <= buffer.len());
+        let frame = &buffer[vxlan::HEADER_LEN..vxlan::HEADER_LEN + merged.len];
+        assert!(usize::from(merged.vnet.hdr_len) <= frame.len());
+        assert!(usize::from(merged.vnet.csum_start) + 18 <= frame.len());
+        assert!(merged.vnet.gso_size > 0);
+        let _ = crate::flow::FlowKey::extract(frame, 1);
+    }
 }
 
 /// A frame through a pipeline with rewrites, goto, flood and learning; the
@@ -291,6 +320,10 @@ mod tests {
                 let mut datagram = vec![0x08, 0, 0, 0, 0, 0x13, 0x89, 0];
                 datagram.extend_from_slice(&data);
                 vxlan_datagram(&datagram);
+                let mut gro = vec![round as u8];
+                gro.extend_from_slice(&datagram);
+                gro.extend_from_slice(&datagram);
+                vxlan_gro(&gro);
             }
         }
     }

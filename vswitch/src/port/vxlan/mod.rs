@@ -14,7 +14,7 @@
 //! next hop. The sockets live in the network namespace of the calling thread
 //! (the hypervisor's).
 
-mod merge;
+pub(crate) mod merge;
 mod sockets;
 
 use super::{BATCH, Port, PortInfo, RxBatch, TxFrame};
@@ -526,8 +526,10 @@ impl Port for VxlanPort {
                 self.dropped += 1;
                 continue;
             }
+            let vnet =
+                merge::oversize_tcp(inner, self.info.mtu as usize).unwrap_or(VnetRepr::PLAIN);
             // The header replaces the VXLAN header, which has been read.
-            VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(
+            vnet.emit(&mut VnetHeader::new_unchecked(
                 &mut buffer[..vnet_hdr::HEADER_LEN],
             ));
             // Frames stay in their slots; a dropped datagram leaves its slot unused.
