@@ -104,18 +104,7 @@ pub(crate) fn merge(datagram: &mut [u8], size: usize) -> Option<Merged> {
     Some(Merged {
         len: total,
         vni,
-        vnet: VnetRepr {
-            flags: vnet_hdr::FLAG_NEEDS_CSUM,
-            gso_type: if shape.ipv4 {
-                GsoType::TcpV4
-            } else {
-                GsoType::TcpV6
-            },
-            hdr_len: shape.headers as u16,
-            gso_size: mss as u16,
-            csum_start: shape.l4 as u16,
-            csum_offset: 16,
-        },
+        vnet: shape.tso(mss as u16),
     })
 }
 
@@ -136,18 +125,7 @@ pub(crate) fn oversize_tcp(frame: &mut [u8], mtu: usize) -> Option<VnetRepr> {
         .filter(|&m| m > 0)?;
     let flags = shape.flags(frame);
     shape.finish(frame, flags & PSH_FIN);
-    Some(VnetRepr {
-        flags: vnet_hdr::FLAG_NEEDS_CSUM,
-        gso_type: if shape.ipv4 {
-            GsoType::TcpV4
-        } else {
-            GsoType::TcpV6
-        },
-        hdr_len: shape.headers as u16,
-        gso_size: u16::try_from(mss).ok()?,
-        csum_start: shape.l4 as u16,
-        csum_offset: 16,
-    })
+    Some(shape.tso(u16::try_from(mss).ok()?))
 }
 
 /// The layout shared by the segments of one TCP stream.
@@ -184,6 +162,23 @@ impl Shape {
             headers: o.l4 + tcp.header_len(),
             ipv4: o.ipv4,
         })
+    }
+
+    /// TSO metadata for a super-frame of this shape, its checksum field
+    /// holding the pseudo-header seed.
+    fn tso(&self, mss: u16) -> VnetRepr {
+        VnetRepr {
+            flags: vnet_hdr::FLAG_NEEDS_CSUM,
+            gso_type: if self.ipv4 {
+                GsoType::TcpV4
+            } else {
+                GsoType::TcpV6
+            },
+            hdr_len: self.headers as u16,
+            gso_size: mss,
+            csum_start: self.l4 as u16,
+            csum_offset: 16,
+        }
     }
 
     /// Payload bytes of a segment of this shape (0 if it is too short, or its
