@@ -10,6 +10,7 @@
 
 pub mod af_packet;
 pub mod memory;
+mod sys;
 pub mod vxlan;
 
 use crate::pipeline::{FrameBuf, TunnelMeta, TunnelTarget};

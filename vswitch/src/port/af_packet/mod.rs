@@ -147,14 +147,7 @@ impl std::fmt::Debug for AfPacketPort {
     }
 }
 
-fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        Err(io::Error::new(err.kind(), format!("{what}: {err}")))
-    } else {
-        Ok(ret)
-    }
-}
+use crate::port::sys::check;
 
 fn set_int_option(
     fd: RawFd,
@@ -163,17 +156,7 @@ fn set_int_option(
     value: libc::c_int,
     what: &str,
 ) -> io::Result<()> {
-    // SAFETY: `value` outlives the call and its size is passed.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    check(ret, what).map(|_| ())
+    crate::port::sys::set_option(fd, level, name, &value, what)
 }
 
 /// Makes `msg` a one-buffer message over `iov` (no address, no control data).
@@ -578,30 +561,14 @@ impl Port for AfPacketPort {
             if count == 0 {
                 return Ok(sent_total);
             }
-            let mut offset = 0;
-            while offset < count {
-                // SAFETY: tx_msgs[offset..count] point at iovecs that point
-                // into frames borrowed for 'a, alive during this call; the
-                // kernel only reads them.
-                let n = unsafe {
-                    libc::sendmmsg(
-                        self.fd.as_raw_fd(),
-                        self.tx_msgs.as_mut_ptr().add(offset),
-                        (count - offset) as libc::c_uint,
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n > 0 {
-                    offset += n as usize;
-                    sent_total += n as usize;
-                    continue;
-                }
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    // No room, or a frame the kernel refused: drop it and go on.
-                    self.dropped += 1;
-                    offset += 1;
-                }
-            }
+            // SAFETY: tx_msgs[..count] point at iovecs that point into
+            // frames borrowed for 'a, alive during this call.
+            let (sent, refused) = unsafe {
+                crate::port::sys::send_all(self.fd.as_raw_fd(), &mut self.tx_msgs[..count])
+            };
+            sent_total += sent;
+            // No room, or a frame the kernel refused: dropped.
+            self.dropped += refused;
         }
     }
 

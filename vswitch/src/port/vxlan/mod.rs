@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Outer UDP and VXLAN headers.
@@ -100,8 +101,10 @@ pub struct VxlanPort {
     rx_addrs: Vec<libc::sockaddr_in>,
     rx_msgs: Vec<libc::mmsghdr>,
     rx_control: Vec<[u64; 4]>,
-    /// Packets of datagrams that could not be merged, delivered next time.
-    pending: VecDeque<(Vec<u8>, TunnelMeta)>,
+    /// Inner frames of datagrams that could not be merged, delivered next
+    /// time: where each lies in `pending_bytes`, which is reused.
+    pending: VecDeque<(Range<usize>, TunnelMeta)>,
+    pending_bytes: Vec<u8>,
     tx_headers: Vec<[u8; ENCAP_LEN]>,
     tx_inner: Vec<Inner>,
     tx_targets: Vec<libc::sockaddr_in>,
@@ -173,6 +176,7 @@ impl VxlanPort {
             rx_msgs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
             rx_control: vec![[0; 4]; BATCH],
             pending: VecDeque::new(),
+            pending_bytes: Vec::new(),
             tx_headers: vec![[0u8; ENCAP_LEN]; BATCH],
             tx_inner: Vec::with_capacity(BATCH),
             tx_targets: Vec::with_capacity(BATCH),
@@ -186,12 +190,28 @@ impl VxlanPort {
     }
 
     /// Moves frames left over from split datagrams into the batch.
+    /// Drops the delivered front of `pending_bytes` once it is large, so
+    /// that a queue that never quite empties does not grow without end.
+    fn compact_pending(&mut self) {
+        let Some(start) = self.pending.front().map(|(range, _)| range.start) else {
+            return;
+        };
+        if start < (1 << 20) {
+            return;
+        }
+        self.pending_bytes.drain(..start);
+        for (range, _) in &mut self.pending {
+            *range = range.start - start..range.end - start;
+        }
+    }
+
     fn deliver_pending(&mut self, batch: &mut RxBatch) -> usize {
         let mut used = 0;
         while used < batch.capacity().min(BATCH) {
-            let Some((frame, tunnel)) = self.pending.pop_front() else {
+            let Some((range, tunnel)) = self.pending.pop_front() else {
                 break;
             };
+            let frame = &self.pending_bytes[range];
             let buffer = batch.storage_mut(used);
             let len = vnet_hdr::HEADER_LEN + frame.len();
             if len > buffer.len() {
@@ -201,9 +221,12 @@ impl VxlanPort {
             VnetRepr::PLAIN.emit(&mut VnetHeader::new_unchecked(
                 &mut buffer[..vnet_hdr::HEADER_LEN],
             ));
-            buffer[vnet_hdr::HEADER_LEN..len].copy_from_slice(&frame);
+            buffer[vnet_hdr::HEADER_LEN..len].copy_from_slice(frame);
             batch.push_stored_at(used, 0, len, Some(tunnel));
             used += 1;
+        }
+        if self.pending.is_empty() {
+            self.pending_bytes.clear();
         }
         used
     }
@@ -261,28 +284,12 @@ impl VxlanPort {
             msg.msg_hdr.msg_controllen = 0;
             msg.msg_hdr.msg_flags = 0;
         }
-        let mut offset = 0;
-        let mut sent = 0;
-        while offset < count {
-            // SAFETY: tx_msgs[offset..count] point at iovecs and addresses in
-            // this port's scratch arrays and at frames borrowed for the
-            // current call or held in the arena; the kernel only reads them.
-            let n = unsafe {
-                libc::sendmmsg(
-                    self.raw.as_raw_fd(),
-                    self.tx_msgs.as_mut_ptr().add(offset),
-                    (count - offset) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                offset += n as usize;
-                sent += n as usize;
-            } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                self.dropped += 1;
-                offset += 1;
-            }
-        }
+        // SAFETY: tx_msgs[..count] point at iovecs and addresses in this
+        // port's scratch arrays and at frames borrowed for the current call
+        // or held in the arena.
+        let (sent, refused) =
+            unsafe { crate::port::sys::send_all(self.raw.as_raw_fd(), &mut self.tx_msgs[..count]) };
+        self.dropped += refused;
         self.tx_inner.clear();
         self.tx_targets.clear();
         self.arena.clear();
@@ -495,20 +502,25 @@ impl Port for VxlanPort {
                 }
                 // Not one stream: the first packet stays here, the others
                 // wait for the next receive.
+                self.compact_pending();
                 for packet in merge::packets(len, size).skip(1) {
-                    let Ok(p) = VxlanPacket::new_checked(&datagram[packet.clone()]) else {
+                    let Ok(vni) =
+                        VxlanPacket::new_checked(&datagram[packet.clone()]).map(|p| p.vni())
+                    else {
                         self.dropped += 1;
                         continue;
                     };
-                    let mut inner = p.payload().to_vec();
+                    let inner = &mut datagram[packet.start + vxlan::HEADER_LEN..packet.end];
                     if inner.len() < 14
-                        || gso::finish_inner_checksum(&mut inner) == gso::InnerChecksum::Corrupt
+                        || gso::finish_inner_checksum(inner) == gso::InnerChecksum::Corrupt
                     {
                         self.dropped += 1;
                         continue;
                     }
+                    let at = self.pending_bytes.len();
+                    self.pending_bytes.extend_from_slice(inner);
                     self.pending
-                        .push_back((inner, TunnelMeta { vni: p.vni(), src }));
+                        .push_back((at..self.pending_bytes.len(), TunnelMeta { vni, src }));
                 }
                 len = size;
             }

@@ -22,33 +22,7 @@ pub(super) const DYNAMIC_PORTS: u16 = 49152;
 /// Source ports (and their sockets) flows are spread over.
 pub(super) const POOL_SIZE: usize = 64;
 
-pub(super) fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(err.kind(), format!("{what}: {err}")));
-    }
-    Ok(ret)
-}
-
-pub(super) fn set_option<T>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-    what: &str,
-) -> io::Result<()> {
-    // SAFETY: `value` outlives the call and its size is passed.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    check(ret, what).map(|_| ())
-}
+pub(super) use crate::port::sys::{check, set_option};
 
 fn socket(kind: libc::c_int, protocol: libc::c_int, what: &str) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call.
