@@ -155,15 +155,7 @@ pub fn plan(topology: &Topology, name: &str) -> Option<SwitchPlan> {
 
 /// The MAC of the host interface linked to `switch:port`, if a host is there.
 fn host_mac_on(topology: &Topology, switch: &str, port: &str) -> Option<EthernetAddress> {
-    let peer = topology.links.iter().find_map(|l| {
-        if l.a.node == switch && l.a.device == port {
-            Some(&l.b)
-        } else if l.b.node == switch && l.b.device == port {
-            Some(&l.a)
-        } else {
-            None
-        }
-    })?;
+    let peer = crate::topology::peer_of(&topology.links, switch, port)?;
     if peer.kind != NodeKind::Host {
         return None;
     }

@@ -42,18 +42,10 @@ fn attachment<'t>(
     host: &str,
     device: &str,
 ) -> Option<(&'t crate::topology::Switch, &'t PortMode)> {
-    topology.links.iter().find_map(|link| {
-        let theirs = if link.a.node == host && link.a.device == device {
-            &link.b
-        } else if link.b.node == host && link.b.device == device {
-            &link.a
-        } else {
-            return None;
-        };
-        let switch = topology.switch(&theirs.node)?;
-        let port = switch.ports.iter().find(|p| p.name == theirs.device)?;
-        Some((switch, &port.mode))
-    })
+    let theirs = crate::topology::peer_of(&topology.links, host, device)?;
+    let switch = topology.switch(&theirs.node)?;
+    let port = switch.ports.iter().find(|p| p.name == theirs.device)?;
+    Some((switch, &port.mode))
 }
 
 /// The VNI and hypervisor address a host's traffic leaves with.

@@ -47,18 +47,7 @@ fn print_summary(topology: &Topology, lab: &LabRecord, elapsed: Duration, verb: 
             .ports
             .iter()
             .map(|p| {
-                let peer = topology
-                    .links
-                    .iter()
-                    .find_map(|l| {
-                        if l.a.node == switch.name && l.a.device == p.name {
-                            Some(&l.b)
-                        } else if l.b.node == switch.name && l.b.device == p.name {
-                            Some(&l.a)
-                        } else {
-                            None
-                        }
-                    })
+                let peer = crate::topology::peer_of(&topology.links, &switch.name, &p.name)
                     .map(|e| format!("{}:{}", e.node, e.device))
                     .unwrap_or_default();
                 format!("{}({})→{}", p.name, p.number, peer)

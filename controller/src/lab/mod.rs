@@ -431,15 +431,7 @@ fn build_underlay(topology: &Topology) -> Result<()> {
 /// A port without offloads cannot take super-frames or partial checksums:
 /// the device at the other end of its link must not send any.
 fn disable_peer_offloads(topology: &Topology, switch: &str, port: &str) -> Result<()> {
-    let peer = topology.links.iter().find_map(|l| {
-        if l.a.node == switch && l.a.device == port {
-            Some(&l.b)
-        } else if l.b.node == switch && l.b.device == port {
-            Some(&l.a)
-        } else {
-            None
-        }
-    });
+    let peer = crate::topology::peer_of(&topology.links, switch, port);
     let Some(peer) = peer else { return Ok(()) };
     let namespace = topology.namespace_of(&peer.node);
     sdn_vswitch::netns::run_in(Some(&namespace), || ethtool::disable_offloads(&peer.device))

@@ -232,6 +232,25 @@ pub struct Link {
     pub b: Endpoint,
 }
 
+impl Link {
+    /// The end facing `node:device`, if this link has that device at its
+    /// other end.
+    pub fn peer_of(&self, node: &str, device: &str) -> Option<&Endpoint> {
+        if self.a.node == node && self.a.device == device {
+            Some(&self.b)
+        } else if self.b.node == node && self.b.device == device {
+            Some(&self.a)
+        } else {
+            None
+        }
+    }
+}
+
+/// The end linked to `node:device` among `links`.
+pub fn peer_of<'l>(links: &'l [Link], node: &str, device: &str) -> Option<&'l Endpoint> {
+    links.iter().find_map(|l| l.peer_of(node, device))
+}
+
 impl Topology {
     /// The network namespace of a node. A switch on a hypervisor lives in
     /// the hypervisor's namespace.

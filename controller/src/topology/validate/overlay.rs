@@ -222,16 +222,9 @@ pub(super) fn tunnel_mtus(
     let room = underlay.mtu - VXLAN_OVERHEAD;
     for (h, host) in hosts.iter_mut().enumerate() {
         for (f, iface) in host.interfaces.iter_mut().enumerate() {
-            let peer = links.iter().find_map(|l| {
-                if l.a.node == host.name && l.a.device == iface.name {
-                    Some(&l.b)
-                } else if l.b.node == host.name && l.b.device == iface.name {
-                    Some(&l.a)
-                } else {
-                    None
-                }
-            });
-            let Some(peer) = peer else { continue };
+            let Some(peer) = peer_of(links, &host.name, &iface.name) else {
+                continue;
+            };
             let Some(switch) = switches.iter().find(|s| s.name == peer.node) else {
                 continue;
             };
