@@ -7,18 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
-targets=${*:-wire_views vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
+targets=${*:-wire_views conntrack_packets vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do mkdir -p "corpus/$target"; done
 mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso
 cp ../topologies/*.yaml corpus/topology/
-cp ../controller/testdata/*.pcap corpus/pcap/
+cp ../controller/testdata/*.pcap corpus/pcap/ 2>/dev/null || true
 # Frames of the capture fixture seed the frame parsers (plain virtio-net header for gso).
 python3 - <<'PY' || true
 import struct, glob
 for path in glob.glob("../controller/testdata/*.pcap"):
     data = open(path, "rb").read()
+    track = []
     at, n = 24, 0
     while at + 16 <= len(data):
         caplen = struct.unpack_from("<I", data, at + 8)[0]
@@ -31,8 +32,15 @@ for path in glob.glob("../controller/testdata/*.pcap"):
         tagged = frame[:12] + b"\x81\x00\x00\x0a" + frame[12:]
         open(f"corpus/vlan_frame/tagged-{n}", "wb").write(tagged)
         open(f"corpus/vlan_frame/qinq-{n}", "wb").write(frame[:12] + b"\x88\xa8\x00\x64" + tagged[12:])
+        # IPv4 packets of the capture, in order, as one conntrack sequence.
+        if frame[12:14] == b"\x08\x00":
+            l3 = frame[14:14 + 255]
+            track.append(bytes([4 if n % 2 == 0 else 0, len(l3)]) + l3)
         at, n = at + 16 + caplen, n + 1
+    open(f"corpus/conntrack_packets/seed-{path.split('/')[-1]}", "wb").write(b"".join(track))
 PY
+# Build first, so that a target that does not compile fails the run.
+cargo fuzz build
 for target in $targets; do
   echo "== fuzz $target for ${seconds}s"
   cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 2>&1 \

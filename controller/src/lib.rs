@@ -15,6 +15,7 @@ pub mod lab;
 pub mod pcap;
 pub mod plan;
 pub mod reconcile;
+pub mod security;
 pub mod segments;
 pub mod server;
 pub mod topology;

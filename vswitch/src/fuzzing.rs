@@ -9,6 +9,36 @@ use crate::testutil::FrameBuilder;
 use crate::wire::*;
 use std::time::Instant;
 
+/// Connection tracking over a sequence of IPv4 packets, each `[control,
+/// length, bytes…]` where the control byte picks the zone (low 2 bits), commit
+/// (bit 2) and how many seconds pass before it (the rest). The tracker is
+/// small, so that it fills; every answer must carry `TRK` and one verdict,
+/// and the table must never grow past its size.
+pub fn conntrack_packets(data: &[u8]) {
+    use crate::conntrack::{Conntrack, Timeouts, state};
+    const CAPACITY: usize = 8;
+    let mut ct = Conntrack::new(CAPACITY, Timeouts::default());
+    let mut now = Instant::now();
+    let mut rest = data;
+    while let [control, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (packet, next) = tail.split_at(len);
+        rest = next;
+        now += std::time::Duration::from_secs(u64::from(control >> 3));
+        let bits = ct.track(packet, u16::from(control & 3), control & 4 != 0, now);
+        assert!(bits & state::TRK != 0);
+        let verdicts = [state::NEW, state::EST, state::REL, state::INV];
+        assert_eq!(
+            verdicts.iter().filter(|&&v| bits & v != 0).count(),
+            1,
+            "{bits:#x}"
+        );
+        assert!(ct.len() <= CAPACITY);
+        ct.sweep(now);
+        assert_eq!(ct.list(None, now).len(), ct.len());
+    }
+}
+
 /// Every packet view and `Repr` over the same bytes.
 pub fn wire_views(data: &[u8]) {
     if let Ok(frame) = EthernetFrame::new_checked(data) {
@@ -295,6 +325,44 @@ mod tests {
                 }
             }
             data
+        }
+    }
+
+    /// A TCP handshake, data and close, a UDP exchange with an ICMP error
+    /// and an echo, as `conntrack_packets` input.
+    fn conntrack_seed() -> Vec<u8> {
+        use crate::conntrack::packet::build::*;
+        use crate::conntrack::packet::{ACK, FIN, SYN};
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let q = udp(a, 5353, b, 53);
+        let packets = [
+            (4, tcp(a, 4000, b, 80, SYN, 100, 0)),
+            (0, tcp(b, 80, a, 4000, SYN | ACK, 500, 101)),
+            (0, tcp(a, 4000, b, 80, ACK, 101, 501)),
+            (8, tcp(a, 4000, b, 80, FIN | ACK, 101, 501)),
+            (0, tcp(b, 80, a, 4000, FIN | ACK, 501, 102)),
+            (0, tcp(a, 4000, b, 80, ACK, 102, 502)),
+            (5, q.clone()),
+            (1, icmp_error(b, a, 3, &q)),
+            (4, echo(a, b, true, 7)),
+            (0, echo(b, a, false, 7)),
+        ];
+        let mut out = Vec::new();
+        for (control, p) in packets {
+            out.push(control);
+            out.push(p.len() as u8);
+            out.extend_from_slice(&p);
+        }
+        out
+    }
+
+    #[test]
+    fn conntrack_survives_its_seed_and_mutations() {
+        let mut mutator = Mutator(0x2545_f491_4f6c_dd1d);
+        let seed = conntrack_seed();
+        conntrack_packets(&seed);
+        for _ in 0..3000 {
+            conntrack_packets(&mutator.mutate(&seed));
         }
     }
 

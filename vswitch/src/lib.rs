@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod classifier;
+pub mod conntrack;
 pub mod datapath;
 pub mod flow;
 #[doc(hidden)]

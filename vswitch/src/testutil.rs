@@ -20,6 +20,7 @@ enum Body {
         dst: SocketAddr,
         flags: TcpFlags,
         seq: u32,
+        ack: u32,
     },
     Udp {
         src: SocketAddr,
@@ -29,6 +30,7 @@ enum Body {
         src: Ipv4Addr,
         dst: Ipv4Addr,
         seq: u16,
+        reply: bool,
     },
     Arp(ArpRepr),
 }
@@ -66,6 +68,7 @@ impl FrameBuilder {
                 dst: sock(dst),
                 flags: TcpFlags(TcpFlags::ACK | TcpFlags::PSH),
                 seq: 1,
+                ack: 1,
             },
             payload,
         )
@@ -94,6 +97,7 @@ impl FrameBuilder {
                 src: src.parse().expect("test address"),
                 dst: dst.parse().expect("test address"),
                 seq,
+                reply: false,
             },
             b"0123456789abcdef",
         )
@@ -142,6 +146,23 @@ impl FrameBuilder {
         self
     }
 
+    /// Makes an ICMP echo request a reply, or back (ICMP echo frames only).
+    pub fn echo_reply(mut self, is_reply: bool) -> Self {
+        if let Body::Icmp4Echo { reply, .. } = &mut self.body {
+            *reply = is_reply;
+        }
+        self
+    }
+
+    /// Sets TCP sequence and acknowledgement numbers (TCP frames only).
+    pub fn tcp_seq_ack(mut self, seq_number: u32, ack_number: u32) -> Self {
+        if let Body::Tcp { seq, ack, .. } = &mut self.body {
+            *seq = seq_number;
+            *ack = ack_number;
+        }
+        self
+    }
+
     fn ethertype(&self) -> EtherType {
         match &self.body {
             Body::Arp(_) => EtherType::Arp,
@@ -164,12 +185,13 @@ impl FrameBuilder {
                 dst,
                 flags,
                 seq,
+                ack,
             } => {
                 let repr = TcpRepr {
                     src_port: src.port(),
                     dst_port: dst.port(),
                     seq_number: *seq,
-                    ack_number: 1,
+                    ack_number: *ack,
                     flags: *flags,
                     window: 64240,
                 };
@@ -188,9 +210,13 @@ impl FrameBuilder {
                 repr.emit(&mut UdpDatagram::new_unchecked(&mut bytes[..]), ips);
                 (IpProtocol::Udp, bytes)
             }
-            Body::Icmp4Echo { seq, .. } => {
+            Body::Icmp4Echo { seq, reply, .. } => {
                 let repr = IcmpEchoRepr {
-                    msg_type: icmp::V4_ECHO_REQUEST,
+                    msg_type: if *reply {
+                        icmp::V4_ECHO_REPLY
+                    } else {
+                        icmp::V4_ECHO_REQUEST
+                    },
                     ident: 0x4242,
                     seq: *seq,
                 };

@@ -151,6 +151,7 @@ impl Session {
             FromSwitch::FlowStatsReply(_)
                 | FromSwitch::PortStatsReply(_)
                 | FromSwitch::BarrierReply(_)
+                | FromSwitch::ConntrackReply(_)
                 | FromSwitch::Error(_)
         );
         if is_reply
@@ -230,6 +231,7 @@ impl Session {
             }
             FromSwitch::FlowStatsReply(_)
             | FromSwitch::PortStatsReply(_)
+            | FromSwitch::ConntrackReply(_)
             | FromSwitch::BarrierReply(_) => Ok(()),
         }
     }

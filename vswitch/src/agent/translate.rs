@@ -2,6 +2,8 @@
 //! messages become datapath commands (or direct answers), datapath events
 //! become switch messages. Input from the wire is checked, never trusted.
 
+use crate::conntrack::packet::Tuple;
+use crate::conntrack::{ConntrackQuery, ConntrackReport};
 use crate::datapath::{CapturedFrame, Command, DatapathHandle, Event, PortDescription};
 use crate::flow::convert::{ConvertError, actions_from_pb};
 use crate::flow::{FlowMod, Match};
@@ -10,6 +12,7 @@ use crate::wire::{GsoType, VnetRepr, vnet_hdr};
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as In, switch_message::Body as Out,
 };
+use std::net::Ipv4Addr;
 
 pub(super) fn error_message(xid: u64, kind: pb::ErrorType, message: String) -> pb::SwitchMessage {
     pb::SwitchMessage {
@@ -143,6 +146,10 @@ pub(super) fn handle_message(
             snaplen: c.snaplen,
         },
         In::CaptureStop(c) => Command::CaptureStop { id: c.capture_id },
+        In::ConntrackRequest(req) => match conntrack_query(&req) {
+            Ok(query) => Command::Conntrack { xid, query },
+            Err(e) => return bad(e),
+        },
     };
     if datapath.send(command) {
         None
@@ -152,6 +159,99 @@ pub(super) fn handle_message(
             pb::ErrorType::BadRequest,
             "datapath stopped".into(),
         ))
+    }
+}
+
+fn zone(value: u32) -> Result<u16, ConvertError> {
+    u16::try_from(value).map_err(|_| ConvertError::OutOfRange {
+        field: "zone",
+        value: u64::from(value),
+    })
+}
+
+fn tuple_from_pb(t: &pb::ConnTuple) -> Result<Tuple, ConvertError> {
+    let addr = |field: &'static str, b: &[u8]| {
+        <[u8; 4]>::try_from(b)
+            .map(Ipv4Addr::from)
+            .map_err(|_| ConvertError::BadLength {
+                field,
+                len: b.len(),
+            })
+    };
+    let port = |field: &'static str, v: u32| {
+        u16::try_from(v).map_err(|_| ConvertError::OutOfRange {
+            field,
+            value: u64::from(v),
+        })
+    };
+    Ok(Tuple {
+        proto: u8::try_from(t.proto).map_err(|_| ConvertError::OutOfRange {
+            field: "proto",
+            value: u64::from(t.proto),
+        })?,
+        src: addr("src", &t.src)?,
+        dst: addr("dst", &t.dst)?,
+        sport: port("sport", t.sport)?,
+        dport: port("dport", t.dport)?,
+    })
+}
+
+fn tuple_to_pb(t: &Tuple) -> pb::ConnTuple {
+    pb::ConnTuple {
+        proto: u32::from(t.proto),
+        src: t.src.octets().to_vec().into(),
+        dst: t.dst.octets().to_vec().into(),
+        sport: u32::from(t.sport),
+        dport: u32::from(t.dport),
+    }
+}
+
+fn conntrack_query(req: &pb::ConntrackRequest) -> Result<ConntrackQuery, ConvertError> {
+    Ok(ConntrackQuery {
+        set_capacity: req.set_capacity.map(|c| c as usize),
+        flush_zones: req
+            .flush_zones
+            .iter()
+            .map(|&z| zone(z))
+            .collect::<Result<_, _>>()?,
+        remove: req
+            .remove
+            .iter()
+            .map(|r| {
+                let orig = r
+                    .orig
+                    .as_ref()
+                    .ok_or(ConvertError::Missing("remove.orig"))?;
+                Ok((zone(r.zone)?, tuple_from_pb(orig)?))
+            })
+            .collect::<Result<_, ConvertError>>()?,
+        list: req.list,
+        zone: req.zone.map(zone).transpose()?,
+    })
+}
+
+fn conntrack_report_to_pb(r: ConntrackReport) -> pb::ConntrackReply {
+    pb::ConntrackReply {
+        conns: r
+            .conns
+            .iter()
+            .map(|c| pb::TrackedConn {
+                zone: u32::from(c.zone),
+                orig: Some(tuple_to_pb(&c.orig)),
+                state: c.state.to_string(),
+                age_ms: c.age.as_millis() as u64,
+                expires_in_ms: c.expires_in.as_millis() as u64,
+                packets_orig: c.packets[0],
+                packets_reply: c.packets[1],
+            })
+            .collect(),
+        count: r.count as u64,
+        capacity: r.capacity as u64,
+        committed: r.counters.committed,
+        expired: r.counters.expired,
+        invalid: r.counters.invalid,
+        full_drops: r.counters.full_drops,
+        removed: r.removed as u64,
     }
 }
 
@@ -260,6 +360,10 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
                     segmented_frames: datapath.segmented_frames,
                 }),
             })),
+        },
+        Event::Conntrack { xid, report } => pb::SwitchMessage {
+            xid,
+            body: Some(Out::ConntrackReply(conntrack_report_to_pb(report))),
         },
         Event::Error { xid, message } => error_message(xid, pb::ErrorType::FlowModFailed, message),
         Event::Capture {

@@ -1,6 +1,7 @@
 //! The datapath's vocabulary: commands the agent sends it, events it reports,
 //! and the counters and descriptions those carry.
 
+use crate::conntrack::{ConntrackQuery, ConntrackReport};
 use crate::flow::{Action, FlowMod, FlowStats, Match, PortNo};
 use crate::pipeline::{FlowRemoved, PacketInRequest, PipelineCounters, TunnelMeta};
 use crate::port::PortInfo;
@@ -133,6 +134,13 @@ pub enum Command {
         /// Capture id.
         id: u64,
     },
+    /// Change and/or report the connection tracker.
+    Conntrack {
+        /// Transaction id.
+        xid: u64,
+        /// What to do.
+        query: ConntrackQuery,
+    },
     /// The controller connection changed.
     Controller(ControllerState),
     /// Stop the thread.
@@ -186,6 +194,13 @@ pub enum Event {
         xid: u64,
         /// Why.
         message: String,
+    },
+    /// The connection tracker's answer.
+    Conntrack {
+        /// Transaction id.
+        xid: u64,
+        /// What it holds and counted.
+        report: ConntrackReport,
     },
     /// Captured frames.
     Capture {

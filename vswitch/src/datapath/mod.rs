@@ -538,6 +538,10 @@ impl Datapath {
                     datapath,
                 });
             }
+            Command::Conntrack { xid, query } => {
+                let report = self.pipeline.conntrack_mut().answer(&query, Instant::now());
+                let _ = self.events.send(Event::Conntrack { xid, report });
+            }
             Command::CaptureStart { id, port, snaplen } => match self.index_of.get(port as usize) {
                 Some(Some(port_index)) => {
                     let snaplen = if snaplen == 0 {

@@ -56,13 +56,24 @@ pub enum Action {
     PopVlan,
     /// Continue matching in a later table. Must be the last action.
     GotoTable(u8),
+    /// Send an IPv4 frame through connection tracking in `zone` (adding a
+    /// valid new connection if `commit`), then continue in the later table
+    /// `table` with `ct_state` and `ct_zone` set. Must be the last action.
+    Ct {
+        /// Zone.
+        zone: u16,
+        /// Add the connection if it is new and valid.
+        commit: bool,
+        /// Table to continue in.
+        table: u8,
+    },
 }
 
 /// An action list that cannot be installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
-    /// `goto_table` is not the last action.
-    #[error("goto_table must be the last action")]
+    /// `goto_table` or `ct` is not the last action.
+    #[error("goto_table and ct must be the last action")]
     GotoNotLast,
     /// `goto_table` does not point to a later table.
     #[error("goto_table:{to} from table {from}: the target must be a later table")]
@@ -97,7 +108,7 @@ pub enum ActionError {
 pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(), ActionError> {
     for (i, action) in actions.iter().enumerate() {
         match *action {
-            Action::GotoTable(to) => {
+            Action::GotoTable(to) | Action::Ct { table: to, .. } => {
                 if i + 1 != actions.len() {
                     return Err(ActionError::GotoNotLast);
                 }
@@ -165,6 +176,14 @@ pub fn write_actions(
             Action::Controller { max_len: 0 } => write!(out, "CONTROLLER")?,
             Action::Controller { max_len } => write!(out, "CONTROLLER:{max_len}")?,
             Action::GotoTable(t) => write!(out, "goto_table:{t}")?,
+            Action::Ct {
+                zone,
+                commit,
+                table,
+            } => {
+                let commit = if commit { "commit," } else { "" };
+                write!(out, "ct({commit}zone={zone},table={table})")?
+            }
             Action::PushVlan(tci) => {
                 write!(out, "push_vlan:vid={},pcp={}", tci & 0x0fff, tci >> 13)?
             }

@@ -3,8 +3,8 @@
 //! errors, never panics.
 
 use super::{
-    Action, FlowMod, FlowModCommand, FlowSpec, FlowStats, IpPrefix, MacMatch, Match, SetField,
-    VlanMatch,
+    Action, CtStateMatch, FlowMod, FlowModCommand, FlowSpec, FlowStats, IpPrefix, MacMatch, Match,
+    SetField, VlanMatch,
 };
 use crate::wire::EthernetAddress;
 use sdn_proto::southbound as pb;
@@ -144,6 +144,24 @@ impl TryFrom<&pb::Match> for Match {
             tp_src: m.tp_src.map(|v| narrow("tp_src", v)).transpose()?,
             tp_dst: m.tp_dst.map(|v| narrow("tp_dst", v)).transpose()?,
             tunnel_id: m.tunnel_id,
+            tp_src_mask: m
+                .tp_src_mask
+                .map(|v| narrow("tp_src_mask", v))
+                .transpose()?,
+            tp_dst_mask: m
+                .tp_dst_mask
+                .map(|v| narrow("tp_dst_mask", v))
+                .transpose()?,
+            ct_state: m
+                .ct_state
+                .map(|v| -> Result<CtStateMatch> {
+                    Ok(CtStateMatch {
+                        value: narrow("ct_state", v)?,
+                        mask: narrow("ct_state_mask", m.ct_state_mask)?,
+                    })
+                })
+                .transpose()?,
+            ct_zone: m.ct_zone.map(|v| narrow("ct_zone", v)).transpose()?,
             tunnel_src: match ip("tunnel_src", &m.tunnel_src) {
                 _ if m.tunnel_src.is_empty() => None,
                 Ok(IpAddr::V4(a)) => Some(a),
@@ -194,6 +212,11 @@ impl From<&Match> for pb::Match {
                 .tunnel_src
                 .map(|a| a.octets().to_vec().into())
                 .unwrap_or_default(),
+            tp_src_mask: m.tp_src_mask.map(u32::from),
+            tp_dst_mask: m.tp_dst_mask.map(u32::from),
+            ct_state: m.ct_state.map(|c| u32::from(c.value)),
+            ct_state_mask: m.ct_state.map_or(0, |c| u32::from(c.mask)),
+            ct_zone: m.ct_zone.map(u32::from),
         }
     }
 }
@@ -216,6 +239,11 @@ impl TryFrom<&pb::Action> for Action {
                 Kind::GotoTable(g) => Action::GotoTable(narrow("goto_table", g.table_id)?),
                 Kind::PushVlan(p) => Action::PushVlan(narrow("push_vlan.tci", p.tci)?),
                 Kind::PopVlan(_) => Action::PopVlan,
+                Kind::Ct(c) => Action::Ct {
+                    zone: narrow("ct.zone", c.zone)?,
+                    commit: c.commit,
+                    table: narrow("ct.table", c.table)?,
+                },
                 Kind::SetField(s) => Action::SetField(
                     match s.field.as_ref().ok_or(ConvertError::Missing("set_field"))? {
                         Field::EthSrc(b) => SetField::EthSrc(mac("set_field.eth_src", b)?),
@@ -278,6 +306,15 @@ impl From<&Action> for pb::Action {
                 tci: u32::from(tci),
             }),
             Action::PopVlan => Kind::PopVlan(pb::Empty {}),
+            Action::Ct {
+                zone,
+                commit,
+                table,
+            } => Kind::Ct(pb::CtAction {
+                zone: u32::from(zone),
+                commit,
+                table: u32::from(table),
+            }),
             Action::SetField(f) => Kind::SetField(pb::SetFieldAction {
                 field: Some(match f {
                     SetField::EthSrc(m) => Field::EthSrc(m.0.to_vec().into()),
@@ -449,6 +486,13 @@ mod tests {
                 vlan: Some(VlanMatch::Vid(10)),
                 tunnel_id: Some(42),
                 tunnel_src: Some("192.168.100.3".parse().unwrap()),
+                tp_src_mask: None,
+                tp_dst_mask: Some(0xfff0),
+                ct_state: Some(CtStateMatch {
+                    value: 0x22,
+                    mask: 0x32,
+                }),
+                ct_zone: Some(7),
             },
             actions: vec![
                 Action::SetField(SetField::EthDst(mac(9))),
@@ -465,7 +509,11 @@ mod tests {
                 Action::InPort,
                 Action::Normal,
                 Action::Controller { max_len: 128 },
-                Action::GotoTable(2),
+                Action::Ct {
+                    zone: 7,
+                    commit: true,
+                    table: 2,
+                },
             ],
             cookie: 0xdead,
             idle_timeout: Duration::from_secs(30),

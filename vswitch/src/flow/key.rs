@@ -18,7 +18,7 @@ pub type PortNo = u32;
 /// - word 0: in_port (32) | eth_type (16) | vlan_tci (16)
 /// - word 1: eth_dst (48) | ip_proto (8) | ip_tos (8)
 /// - word 2: eth_src (48) | tp_src (16)
-/// - word 3: tp_dst (16) | reserved
+/// - word 3: tp_dst (16) | reserved (16) | recirc (8) | ct_zone (16) | ct_state (8)
 /// - words 4-5: ip_src (IPv4 in the low 32 bits of word 5)
 /// - words 6-7: ip_dst (IPv4 in the low 32 bits of word 7)
 /// - word 8: tunnel_id
@@ -107,6 +107,34 @@ impl FlowKey {
         48,
         16,
         "L4 destination port (ICMP: code)."
+    );
+
+    key_field!(
+        ct_state,
+        set_ct_state,
+        u8,
+        3,
+        0,
+        8,
+        "Connection tracking state bits (0 before any `ct` action)."
+    );
+    key_field!(
+        ct_zone,
+        set_ct_zone,
+        u16,
+        3,
+        8,
+        16,
+        "Zone of the last `ct` action."
+    );
+    key_field!(
+        recirc,
+        set_recirc,
+        u8,
+        3,
+        24,
+        8,
+        "Table a frame re-enters after a `ct` action (0 on arrival), so that cached paths of each pass stay apart."
     );
 
     /// Destination Ethernet address.
@@ -207,6 +235,8 @@ impl std::fmt::Debug for FlowKey {
             .field("tp_dst", &self.tp_dst())
             .field("tunnel_id", &self.tunnel_id())
             .field("tunnel_src", &self.tunnel_src())
+            .field("ct_state", &self.ct_state())
+            .field("ct_zone", &self.ct_zone())
             .finish()
     }
 }

@@ -120,6 +120,54 @@ pub struct Match {
     pub tunnel_id: Option<u64>,
     /// Remote tunnel endpoint the frame came from.
     pub tunnel_src: Option<std::net::Ipv4Addr>,
+    /// Mask of `tp_src` (None = exact).
+    pub tp_src_mask: Option<u16>,
+    /// Mask of `tp_dst` (None = exact).
+    pub tp_dst_mask: Option<u16>,
+    /// Connection tracking state bits.
+    pub ct_state: Option<CtStateMatch>,
+    /// Zone of the last `ct` action.
+    pub ct_zone: Option<u16>,
+}
+
+/// A `ct_state` match: the bits under `mask` must equal `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CtStateMatch {
+    /// Required bits.
+    pub value: u8,
+    /// Bits that matter.
+    pub mask: u8,
+}
+
+impl CtStateMatch {
+    /// Frames whose state has every bit of `set` and none of `clear`.
+    pub fn new(set: u8, clear: u8) -> CtStateMatch {
+        CtStateMatch {
+            value: set,
+            mask: set | clear,
+        }
+    }
+}
+
+impl fmt::Display for CtStateMatch {
+    /// `+trk+est-new` style.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::conntrack::state::*;
+        for (bit, name) in [
+            (TRK, "trk"),
+            (NEW, "new"),
+            (EST, "est"),
+            (REL, "rel"),
+            (RPL, "rpl"),
+            (INV, "inv"),
+        ] {
+            if self.mask & bit != 0 {
+                let sign = if self.value & bit != 0 { '+' } else { '-' };
+                write!(f, "{sign}{name}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A match as the classifier sees it: key bits and which bits matter.
@@ -271,11 +319,19 @@ impl Match {
         }
         if let Some(p) = self.tp_src {
             value.set_tp_src(p);
-            mask.set_tp_src(u16::MAX);
+            mask.set_tp_src(self.tp_src_mask.unwrap_or(u16::MAX));
         }
         if let Some(p) = self.tp_dst {
             value.set_tp_dst(p);
-            mask.set_tp_dst(u16::MAX);
+            mask.set_tp_dst(self.tp_dst_mask.unwrap_or(u16::MAX));
+        }
+        if let Some(ct) = self.ct_state {
+            value.set_ct_state(ct.value);
+            mask.set_ct_state(ct.mask);
+        }
+        if let Some(zone) = self.ct_zone {
+            value.set_ct_zone(zone);
+            mask.set_ct_zone(u16::MAX);
         }
         if let Some(id) = self.tunnel_id {
             value.set_tunnel_id(id);
@@ -358,19 +414,29 @@ impl Match {
             }
         }
         let icmp = matches!(self.ip_proto, Some(1 | 58));
+        let port = |p: u16, mask: Option<u16>| match mask {
+            Some(m) if m != u16::MAX => format!("{p:#x}/{m:#x}"),
+            _ => p.to_string(),
+        };
         if let Some(p) = self.tp_src {
             parts.push(if icmp {
                 format!("icmp_type={p}")
             } else {
-                format!("tp_src={p}")
+                format!("tp_src={}", port(p, self.tp_src_mask))
             });
         }
         if let Some(p) = self.tp_dst {
             parts.push(if icmp {
                 format!("icmp_code={p}")
             } else {
-                format!("tp_dst={p}")
+                format!("tp_dst={}", port(p, self.tp_dst_mask))
             });
+        }
+        if let Some(ct) = self.ct_state {
+            parts.push(format!("ct_state={ct}"));
+        }
+        if let Some(zone) = self.ct_zone {
+            parts.push(format!("ct_zone={zone}"));
         }
         if let Some(id) = self.tunnel_id {
             parts.push(format!("tun_id={id:#x}"));

@@ -126,6 +126,13 @@ pub(super) enum Step {
     SetField(SetField),
     PushVlan(u16),
     PopVlan,
+    /// Connection tracking, then another pass from `table` (always last;
+    /// carried out by the pipeline, not here).
+    Ct {
+        zone: u16,
+        commit: bool,
+        table: u8,
+    },
 }
 
 /// Adjusts a key as a step changes the frame, for the tables after it.
@@ -256,6 +263,7 @@ pub(super) fn run_steps(
                 bytes[14..16].copy_from_slice(&tci.to_be_bytes());
                 layout = shift(layout, TAG_LEN as i32);
             }
+            Step::Ct { .. } => {}
             Step::PopVlan => {
                 let tagged = is_tagged(frame.bytes()) && frame.bytes().len() >= 12 + TAG_LEN + 2;
                 if tagged {

@@ -14,6 +14,7 @@ mod timeouts;
 pub use execute::{FrameBuf, Output, OwnedFrame, TunnelMeta, TunnelTarget};
 
 use crate::classifier::RuleId;
+use crate::conntrack::{Conntrack, state as ct_state};
 use crate::flow::{Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo};
 use crate::learning::MacLearning;
 use execute::{Context, Step, apply_to_key, run_steps};
@@ -26,7 +27,7 @@ use table::FlowTable;
 use timeouts::Timer;
 
 /// Number of flow tables.
-pub const N_TABLES: u8 = 8;
+pub const N_TABLES: u8 = 16;
 
 /// Default maximum number of entries per table.
 pub const DEFAULT_TABLE_CAPACITY: usize = 200_000;
@@ -179,7 +180,15 @@ struct CachedPath {
     steps: Vec<Step>,
     /// Some table had no matching entry (the frame stopped there).
     missed: bool,
+    /// For a path that ends in `ct`: the key as the steps left it.
+    exit_key: FlowKey,
+    /// The steps move the frame's layers (a VLAN push or pop).
+    moves_layers: bool,
 }
+
+/// Most passes a frame makes through the tables (each `ct` starts one; as
+/// `ct` only goes to later tables, there can be no more than the tables).
+const MAX_PASSES: usize = N_TABLES as usize;
 
 /// The switching core of one switch.
 #[derive(Debug)]
@@ -190,6 +199,7 @@ pub struct Pipeline {
     next_seq: u64,
     ports: Vec<PortNo>,
     learning: MacLearning,
+    conntrack: Conntrack,
     counters: PipelineCounters,
     table_capacity: usize,
 }
@@ -210,6 +220,7 @@ impl Pipeline {
             next_seq: 0,
             ports: Vec::new(),
             learning: MacLearning::default(),
+            conntrack: Conntrack::default(),
             counters: PipelineCounters::default(),
             table_capacity: DEFAULT_TABLE_CAPACITY,
         }
@@ -241,6 +252,16 @@ impl Pipeline {
         self.learning.len()
     }
 
+    /// The connection tracker.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
+    }
+
+    /// The connection tracker, to change.
+    pub fn conntrack_mut(&mut self) -> &mut Conntrack {
+        &mut self.conntrack
+    }
+
     /// Decides what to do with `frame`, rewriting it in place if an action
     /// says so, and bumps the counters of the entries it hits.
     pub fn process(
@@ -255,49 +276,83 @@ impl Pipeline {
             self.counters.runts += 1;
             return;
         };
-        let Extracted { key, layout } = key_and_layout;
+        let Extracted {
+            mut key,
+            mut layout,
+        } = key_and_layout;
         let Pipeline {
             tables,
             cache,
             ports,
             learning,
+            conntrack,
             counters,
             ..
         } = self;
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        let path = match cache.entry(key) {
-            MapEntry::Occupied(hit) => {
-                counters.cache_hits += 1;
-                hit.into_mut()
-            }
-            MapEntry::Vacant(miss) => {
-                counters.cache_misses += 1;
-                miss.insert(classify(tables, key))
-            }
-        };
         let bytes = frame.bytes().len() as u64;
-        for &(table, id) in &path.hits {
-            if let Some(entry) = tables[usize::from(table)].get_mut(id) {
-                entry.packets += u64::from(meta.segments);
-                entry.bytes += bytes;
-                entry.last_used = now;
+        let mut start = 0u8;
+        for _ in 0..MAX_PASSES {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
             }
-        }
-        let cx = Context {
-            key: &key,
-            layout,
-            meta,
-            now,
-            ports,
-            learning,
-        };
-        if !run_steps(&path.steps, frame, cx, out) {
-            counters.no_headroom += 1;
-        }
-        if path.missed {
-            counters.table_misses += 1;
+            let path = match cache.entry(key) {
+                MapEntry::Occupied(hit) => {
+                    counters.cache_hits += 1;
+                    hit.into_mut()
+                }
+                MapEntry::Vacant(miss) => {
+                    counters.cache_misses += 1;
+                    miss.insert(classify(tables, key, start))
+                }
+            };
+            for &(table, id) in &path.hits {
+                if let Some(entry) = tables[usize::from(table)].get_mut(id) {
+                    entry.packets += u64::from(meta.segments);
+                    entry.bytes += bytes;
+                    entry.last_used = now;
+                }
+            }
+            let cx = Context {
+                key: &key,
+                layout,
+                meta,
+                now,
+                ports,
+                learning,
+            };
+            if !run_steps(&path.steps, frame, cx, out) {
+                counters.no_headroom += 1;
+                return;
+            }
+            if path.missed {
+                counters.table_misses += 1;
+            }
+            let Some(&Step::Ct {
+                zone,
+                commit,
+                table,
+            }) = path.steps.last()
+            else {
+                return;
+            };
+            let exit_key = path.exit_key;
+            if path.moves_layers {
+                match FlowKey::extract(frame.bytes(), meta.in_port) {
+                    Some(again) => layout = again.layout,
+                    None => return,
+                }
+            }
+            key = exit_key;
+            let state = match frame.bytes().get(usize::from(layout.l3)..) {
+                Some(l3) if key.eth_type() == 0x0800 && layout.l3 != 0 => {
+                    conntrack.track(l3, zone, commit, now)
+                }
+                _ => ct_state::TRK | ct_state::INV,
+            };
+            key.set_ct_state(state);
+            key.set_ct_zone(zone);
+            key.set_recirc(table);
+            start = table;
         }
     }
 
@@ -384,18 +439,29 @@ fn step_of(action: &Action, table: u8, cookie: u64) -> Option<Step> {
         Action::SetField(field) => Step::SetField(field),
         Action::PushVlan(tci) => Step::PushVlan(tci),
         Action::PopVlan => Step::PopVlan,
+        Action::Ct {
+            zone,
+            commit,
+            table,
+        } => Step::Ct {
+            zone,
+            commit,
+            table,
+        },
         Action::GotoTable(_) => return None,
     })
 }
 
-/// Walks the tables from table 0 for `key`.
-fn classify(tables: &[FlowTable], mut key: FlowKey) -> CachedPath {
+/// Walks the tables from table `start` for `key`, up to the end or a `ct`.
+fn classify(tables: &[FlowTable], mut key: FlowKey, start: u8) -> CachedPath {
     let mut path = CachedPath {
         hits: Vec::new(),
         steps: Vec::new(),
         missed: false,
+        exit_key: key,
+        moves_layers: false,
     };
-    let mut table = 0u8;
+    let mut table = start;
     loop {
         let flow_table = &tables[usize::from(table)];
         let Some(id) = flow_table.lookup(&key) else {
@@ -409,8 +475,14 @@ fn classify(tables: &[FlowTable], mut key: FlowKey) -> CachedPath {
         let mut next = None;
         for action in &entry.spec.actions {
             match step_of(action, table, entry.spec.cookie) {
+                Some(step @ Step::Ct { .. }) => {
+                    path.steps.push(step);
+                    path.exit_key = key;
+                    return path;
+                }
                 Some(step) => {
                     apply_to_key(&mut key, &step);
+                    path.moves_layers |= matches!(step, Step::PushVlan(_) | Step::PopVlan);
                     path.steps.push(step);
                 }
                 None => {

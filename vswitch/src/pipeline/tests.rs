@@ -1000,3 +1000,164 @@ fn a_push_without_headroom_drops_the_frame() {
     assert!(d.is_drop());
     assert_eq!(p.counters().no_headroom, 1);
 }
+
+/// A stateful firewall between port 1 (inside) and port 2 (outside): TCP to
+/// port 80 may be opened from inside; replies come back through `ct`.
+fn firewall(now: Instant) -> Pipeline {
+    use crate::conntrack::state::{EST, INV, NEW, REL, TRK};
+    use crate::flow::CtStateMatch;
+    let mut p = pipeline();
+    let ip = |port| Match {
+        in_port: Some(port),
+        eth_type: Some(0x0800),
+        ..Match::default()
+    };
+    let ct = |zone, commit, table| Action::Ct {
+        zone,
+        commit,
+        table,
+    };
+    for port in [1, 2] {
+        add(
+            &mut p,
+            FlowSpec::new(0, 10, ip(port), vec![ct(5, false, 1)]),
+            now,
+        );
+    }
+    let state = |set, clear| Some(CtStateMatch::new(TRK | set, clear));
+    let est = Match {
+        ct_state: state(EST, INV),
+        ..Match::default()
+    };
+    let rel = Match {
+        ct_state: state(REL, INV),
+        ..Match::default()
+    };
+    let web = Match {
+        ct_state: state(NEW, EST | INV),
+        ip_proto: Some(6),
+        tp_dst: Some(80),
+        ..ip(1)
+    };
+    add(
+        &mut p,
+        FlowSpec::new(1, 30, est, vec![Action::GotoTable(3)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(1, 30, rel, vec![Action::GotoTable(3)]),
+        now,
+    );
+    add(&mut p, FlowSpec::new(1, 20, web, vec![ct(5, true, 2)]), now);
+    add(
+        &mut p,
+        FlowSpec::new(2, 0, Match::default(), vec![Action::GotoTable(3)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(3, 1, ip(1), vec![Action::Output(2)]),
+        now,
+    );
+    add(
+        &mut p,
+        FlowSpec::new(3, 1, ip(2), vec![Action::Output(1)]),
+        now,
+    );
+    p
+}
+
+fn tcp_frame(src: &str, dst: &str, flags: u16, seq: u32, ack: u32) -> Vec<u8> {
+    FrameBuilder::tcp4(src, dst, b"")
+        .tcp_flags(flags)
+        .tcp_seq_ack(seq, ack)
+        .build()
+}
+
+#[test]
+fn ct_lets_replies_of_allowed_connections_back() {
+    use crate::wire::TcpFlags as F;
+    let now = Instant::now();
+    let mut p = firewall(now);
+    let (inside, outside) = ("10.0.0.1:4000", "10.0.0.2:80");
+    let mut syn = tcp_frame(inside, outside, F::SYN, 100, 0);
+    assert_eq!(run(&mut p, &mut syn, 1, now).outputs, vec![2]);
+    let mut syn_ack = tcp_frame(outside, inside, F::SYN | F::ACK, 500, 101);
+    assert_eq!(run(&mut p, &mut syn_ack, 2, now).outputs, vec![1]);
+    for _ in 0..3 {
+        let mut ack = tcp_frame(inside, outside, F::ACK, 101, 501);
+        assert_eq!(run(&mut p, &mut ack, 1, now).outputs, vec![2]);
+        let mut data = tcp_frame(outside, inside, F::ACK | F::PSH, 501, 101);
+        assert_eq!(run(&mut p, &mut data, 2, now).outputs, vec![1]);
+    }
+    let conns = p.conntrack().list(None, now);
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].state, "ESTABLISHED");
+    // Established packets come from the cache: two passes per frame, each a hit.
+    let before = p.counters();
+    let mut ack = tcp_frame(inside, outside, F::ACK, 101, 501);
+    run(&mut p, &mut ack, 1, now);
+    assert_eq!(p.counters().cache_hits - before.cache_hits, 2);
+    assert_eq!(p.counters().cache_misses, before.cache_misses);
+}
+
+#[test]
+fn ct_drops_what_no_rule_or_state_allows() {
+    use crate::wire::TcpFlags as F;
+    let now = Instant::now();
+    let mut p = firewall(now);
+    // A SYN-ACK nobody asked for, a SYN from outside, a SYN to another port.
+    let mut syn_ack = tcp_frame("10.0.0.2:80", "10.0.0.1:4000", F::SYN | F::ACK, 5, 9);
+    assert!(run(&mut p, &mut syn_ack, 2, now).is_drop());
+    let mut syn_in = tcp_frame("10.0.0.2:5000", "10.0.0.1:80", F::SYN, 1, 0);
+    assert!(run(&mut p, &mut syn_in, 2, now).is_drop());
+    let mut ssh = tcp_frame("10.0.0.1:4001", "10.0.0.2:22", F::SYN, 1, 0);
+    assert!(run(&mut p, &mut ssh, 1, now).is_drop());
+    // Data before the handshake completes.
+    let mut syn = tcp_frame("10.0.0.1:4002", "10.0.0.2:80", F::SYN, 10, 0);
+    assert_eq!(run(&mut p, &mut syn, 1, now).outputs, vec![2]);
+    let mut early = tcp_frame("10.0.0.1:4002", "10.0.0.2:80", F::ACK | F::PSH, 11, 1);
+    assert!(run(&mut p, &mut early, 1, now).is_drop());
+    assert_eq!(
+        p.conntrack().len(),
+        1,
+        "denied packets never add connections"
+    );
+    assert!(p.conntrack().counters().invalid >= 2);
+}
+
+#[test]
+fn ct_on_a_frame_that_is_not_ipv4_is_invalid() {
+    let now = Instant::now();
+    let mut p = pipeline();
+    let any = Match::default();
+    add(
+        &mut p,
+        FlowSpec::new(
+            0,
+            1,
+            any.clone(),
+            vec![Action::Ct {
+                zone: 1,
+                commit: true,
+                table: 1,
+            }],
+        ),
+        now,
+    );
+    let inv = Match {
+        ct_state: Some(crate::flow::CtStateMatch::new(
+            crate::conntrack::state::INV,
+            0,
+        )),
+        ..Match::default()
+    };
+    add(
+        &mut p,
+        FlowSpec::new(1, 1, inv, vec![Action::Output(3)]),
+        now,
+    );
+    let mut arp = FrameBuilder::arp_request(mac(1), "10.0.0.1", "10.0.0.2").build();
+    assert_eq!(run(&mut p, &mut arp, 1, now).outputs, vec![3]);
+}

@@ -27,6 +27,7 @@ impl Pipeline {
     /// Removes entries whose timeouts passed by `now`; returns those that
     /// asked to be reported.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        self.conntrack.sweep(now);
         let mut removed = Vec::new();
         let mut changed = false;
         while let Some(Reverse(timer)) = self.timers.peek().copied() {
