@@ -36,8 +36,6 @@ pub const PACKET_IN_BYTES: u16 = 128;
 /// Default most MACs learned per switch (as Open vSwitch's mac-table-size).
 pub const DEFAULT_CAPACITY: usize = 8192;
 
-const TABLE_SRC: u8 = 0;
-const TABLE_DST: u8 = 1;
 const PRIORITY_LEARNED: u16 = 100;
 const PRIORITY_DROP_GROUP_SRC: u16 = 200;
 
@@ -49,26 +47,28 @@ pub struct L2Switch {
     capacity: usize,
     /// MACs not learned because the table was full.
     pub refused: u64,
+    /// First of its two tables.
+    base: u8,
 }
 
-fn src_flow(mac: EthernetAddress, port: PortNo, aging: Duration) -> FlowSpec {
+fn src_flow(mac: EthernetAddress, port: PortNo, aging: Duration, base: u8) -> FlowSpec {
     FlowSpec::new(
-        TABLE_SRC,
+        base,
         PRIORITY_LEARNED,
         Match {
             in_port: Some(port),
             eth_src: Some(MacMatch::exact(mac)),
             ..Match::default()
         },
-        vec![Action::GotoTable(TABLE_DST)],
+        vec![Action::GotoTable(base + 1)],
     )
     .with_cookie(COOKIE_LEARNED_SRC)
     .with_idle_timeout(aging)
 }
 
-fn dst_flow(mac: EthernetAddress, port: PortNo, aging: Duration) -> FlowSpec {
+fn dst_flow(mac: EthernetAddress, port: PortNo, aging: Duration, base: u8) -> FlowSpec {
     FlowSpec::new(
-        TABLE_DST,
+        base + 1,
         PRIORITY_LEARNED,
         Match {
             eth_dst: Some(MacMatch::exact(mac)),
@@ -93,7 +93,14 @@ impl L2Switch {
             aging,
             capacity,
             refused: 0,
+            base: 0,
         }
+    }
+
+    /// The same application in tables `base` and `base + 1` (behind a firewall).
+    pub fn with_base(mut self, base: u8) -> L2Switch {
+        self.base = base;
+        self
     }
 
     /// MACs learned.
@@ -111,21 +118,21 @@ impl L2Switch {
         vec![
             r.want(
                 FlowSpec::new(
-                    TABLE_SRC,
+                    self.base,
                     0,
                     Match::default(),
                     vec![
                         Action::Controller {
                             max_len: PACKET_IN_BYTES,
                         },
-                        Action::GotoTable(TABLE_DST),
+                        Action::GotoTable(self.base + 1),
                     ],
                 )
                 .with_cookie(COOKIE_BASE),
             ),
             r.want(
                 FlowSpec::new(
-                    TABLE_SRC,
+                    self.base,
                     PRIORITY_DROP_GROUP_SRC,
                     Match {
                         eth_src: Some(MacMatch::multicast()),
@@ -136,7 +143,7 @@ impl L2Switch {
                 .with_cookie(COOKIE_BASE),
             ),
             r.want(
-                FlowSpec::new(TABLE_DST, 0, Match::default(), vec![Action::Flood])
+                FlowSpec::new(self.base + 1, 0, Match::default(), vec![Action::Flood])
                     .with_cookie(COOKIE_BASE),
             ),
         ]
@@ -162,7 +169,7 @@ impl L2Switch {
             Some(port) if port == in_port => return changed,
             Some(old_port) => {
                 // The MAC moved: its old source entry must go.
-                let old = FlowId::of(&src_flow(mac, old_port, self.aging));
+                let old = FlowId::of(&src_flow(mac, old_port, self.aging, self.base));
                 r.unwant(&old);
                 changed.push(old);
             }
@@ -173,8 +180,8 @@ impl L2Switch {
             None => {}
         }
         self.macs.insert(mac, in_port);
-        changed.push(r.want(src_flow(mac, in_port, self.aging)));
-        changed.push(r.want(dst_flow(mac, in_port, self.aging)));
+        changed.push(r.want(src_flow(mac, in_port, self.aging, self.base)));
+        changed.push(r.want(dst_flow(mac, in_port, self.aging, self.base)));
         changed
     }
 
@@ -199,8 +206,8 @@ impl L2Switch {
         }
         self.macs.remove(&mac);
         let ids = vec![
-            FlowId::of(&src_flow(mac, port, self.aging)),
-            FlowId::of(&dst_flow(mac, port, self.aging)),
+            FlowId::of(&src_flow(mac, port, self.aging, self.base)),
+            FlowId::of(&dst_flow(mac, port, self.aging, self.base)),
         ];
         for id in &ids {
             r.unwant(id);
@@ -239,8 +246,8 @@ impl L2Switch {
         for (mac, port) in sources {
             if destinations.get(&mac) == Some(&port) && self.macs.len() < self.capacity {
                 self.macs.insert(mac, port);
-                r.want(src_flow(mac, port, self.aging));
-                r.want(dst_flow(mac, port, self.aging));
+                r.want(src_flow(mac, port, self.aging, self.base));
+                r.want(dst_flow(mac, port, self.aging, self.base));
             }
         }
     }
@@ -320,7 +327,7 @@ mod tests {
         let (mut l2, mut r) = setup();
         let ids = l2.on_packet_in(1, &frame_from(1), &mut r);
         r.sync_ids(&ids);
-        let expired_dst = dst_flow(mac(1), 1, Duration::from_secs(300));
+        let expired_dst = dst_flow(mac(1), 1, Duration::from_secs(300), 0);
         let ids = l2.on_flow_removed(&expired_dst, &mut r);
         let mods = r.sync_ids(&ids);
         assert_eq!(mods.len(), 1, "only the source entry is left to delete");
@@ -330,7 +337,7 @@ mod tests {
         // A stale removal (from an old binding) does nothing.
         l2.on_packet_in(2, &frame_from(1), &mut r);
         assert!(
-            l2.on_flow_removed(&src_flow(mac(1), 1, Duration::from_secs(300)), &mut r)
+            l2.on_flow_removed(&src_flow(mac(1), 1, Duration::from_secs(300), 0), &mut r)
                 .is_empty()
         );
         assert_eq!(l2.port_of(mac(1)), Some(2));
@@ -340,9 +347,9 @@ mod tests {
     fn adopts_what_the_switch_learned() {
         let aging = Duration::from_secs(300);
         let installed = vec![
-            src_flow(mac(1), 1, aging),
-            dst_flow(mac(1), 1, aging),
-            src_flow(mac(2), 2, aging), // no partner: not adopted
+            src_flow(mac(1), 1, aging, 0),
+            dst_flow(mac(1), 1, aging, 0),
+            src_flow(mac(2), 2, aging, 0), // no partner: not adopted
             FlowSpec::new(3, 7, Match::default(), vec![]), // foreign: deleted
         ];
         let mut l2 = L2Switch::new(aging, 10);

@@ -5,6 +5,7 @@ mod capture;
 mod demo;
 mod flows;
 mod labs;
+mod security;
 mod status;
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +64,37 @@ enum Command {
         /// Only this table.
         #[arg(long)]
         table: Option<u32>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the security section of an edited topology file to its running
+    /// lab: new rules take effect at once, without restarting anything.
+    Apply {
+        /// Topology file.
+        topology: PathBuf,
+    },
+    /// List the connections a switch tracks (tuple, state, age, zone).
+    Conntrack {
+        /// Switch name.
+        switch: String,
+        /// Only this zone (a filtered port's number).
+        #[arg(long)]
+        zone: Option<u32>,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the security rules a switch enforces, with hit counters.
+    Rules {
+        /// Switch name.
+        switch: String,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -190,6 +222,16 @@ async fn run(cli: Cli) -> Result<()> {
             table,
             json,
         } => flows::dump_flows(&switch, lab.as_deref(), table, json).await,
+        Command::Apply { topology } => security::apply(&topology).await,
+        Command::Conntrack {
+            switch,
+            zone,
+            lab,
+            json,
+        } => security::conntrack(&switch, zone, lab.as_deref(), json).await,
+        Command::Rules { switch, lab, json } => {
+            security::rules(&switch, lab.as_deref(), json).await
+        }
         Command::DumpPorts { switch, lab, json } => {
             flows::dump_ports(&switch, lab.as_deref(), json).await
         }

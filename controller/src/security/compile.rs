@@ -80,6 +80,9 @@ pub struct ProtectedPort {
     pub port: PortNo,
     /// The interface's MAC.
     pub mac: EthernetAddress,
+    /// The interface's IPv4 address (tells a zone's outbound connections
+    /// from its inbound ones).
+    pub address: std::net::Ipv4Addr,
     /// Its rules.
     pub policy: PortPolicy,
 }

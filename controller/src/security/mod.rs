@@ -5,8 +5,11 @@
 
 pub mod compile;
 pub mod eval;
+pub mod flow_log;
 pub mod ranges;
+pub mod resolve;
 pub mod rules;
+pub mod switch;
 
 #[cfg(test)]
 mod tests;

@@ -205,6 +205,7 @@ fn pipeline_for(policies: &[PortPolicy]) -> Pipeline {
             .map(|(i, policy)| ProtectedPort {
                 port: i as u32 + 1,
                 mac: mac(i as u8 + 1),
+                address: host_ip(i as u8 + 1),
                 policy: policy.clone(),
             })
             .collect(),

@@ -2,6 +2,7 @@
 //! and the management service the `sdn` CLI uses, on one Unix socket or TCP
 //! address.
 
+pub mod security_api;
 pub mod session;
 pub mod state;
 mod vlan_status;
@@ -183,6 +184,37 @@ impl Management for ManagementService {
         }
     }
 
+    async fn apply(
+        &self,
+        request: Request<mgmt::ApplyRequest>,
+    ) -> Result<Response<mgmt::ApplyReply>, Status> {
+        security_api::apply(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn conntrack(
+        &self,
+        request: Request<mgmt::ConntrackRequest>,
+    ) -> Result<Response<mgmt::ConntrackReply>, Status> {
+        let request = request.into_inner();
+        let handle = self.session(&request.switch)?;
+        security_api::conntrack(&self.state, handle, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn rules(
+        &self,
+        request: Request<mgmt::RulesRequest>,
+    ) -> Result<Response<mgmt::RulesReply>, Status> {
+        let request = request.into_inner();
+        let handle = self.session(&request.switch)?;
+        security_api::rules(&self.state, handle, request)
+            .await
+            .map(Response::new)
+    }
+
     type CaptureStream = CaptureStream;
 
     async fn capture(
@@ -259,7 +291,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let state: SharedState = Arc::new(std::sync::Mutex::new(state::Shared::new(topology)));
+    let mut shared = state::Shared::new(topology);
+    shared.flow_log = security_api::flow_log_for(&shared.topology);
+    let state: SharedState = Arc::new(std::sync::Mutex::new(shared));
     let southbound = pb::southbound_server::SouthboundServer::new(SouthboundService {
         state: state.clone(),
     })

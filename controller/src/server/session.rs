@@ -6,6 +6,10 @@
 use super::state::{Outbound, SessionHandle, SharedState, lock};
 use crate::app::App;
 use crate::reconcile::{FlowId, Reconciler};
+use crate::security::compile::COOKIE_FIREWALL;
+use crate::security::flow_log;
+use crate::security::switch::Firewall;
+use crate::topology::Topology;
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as ToSwitch, switch_message::Body as FromSwitch,
 };
@@ -13,6 +17,7 @@ use sdn_vswitch::flow::{FlowMod, FlowSpec, FlowStats, Match};
 use sdn_vswitch::pipeline::TunnelMeta;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 use tracing::{debug, info, warn};
@@ -36,12 +41,25 @@ struct Session {
     phase: Phase,
     reconciler: Reconciler,
     app: App,
+    firewall: Firewall,
     aging: Duration,
+    /// Generations of the security section.
+    policy: watch::Receiver<u64>,
+    /// The barrier that confirms a policy generation.
+    policy_barrier: Option<(u64, u64)>,
+    /// The policy generation the last full re-sync installed.
+    synced_generation: u64,
 }
 
 /// Runs a session over the switch's stream until it ends.
 pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: Outbound) {
-    let aging = lock(&state).topology.controller.mac_aging;
+    let (aging, policy) = {
+        let shared = lock(&state);
+        (
+            shared.topology.controller.mac_aging,
+            shared.policy.subscribe(),
+        )
+    };
     let mut session = Session {
         state,
         tx,
@@ -50,7 +68,11 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         phase: Phase::AwaitHello,
         reconciler: Reconciler::new(),
         app: App::Plain(crate::l2::L2Switch::new(aging, crate::l2::DEFAULT_CAPACITY)),
+        firewall: Firewall::default(),
         aging,
+        policy,
+        policy_barrier: None,
+        synced_generation: 0,
     };
     let reason = session.serve(inbound).await;
     session.close(&reason);
@@ -71,6 +93,16 @@ impl Session {
                     };
                     last_heard = Instant::now();
                     if let Err(reason) = self.handle_message(message).await {
+                        return reason;
+                    }
+                }
+                changed = self.policy.changed() => {
+                    if changed.is_err() {
+                        return "the controller is stopping".into();
+                    }
+                    if self.phase == Phase::Synced
+                        && let Err(reason) = self.apply_policy().await
+                    {
                         return reason;
                     }
                 }
@@ -169,10 +201,26 @@ impl Session {
             {
                 self.resync(reply).await
             }
+            FromSwitch::BarrierReply(_)
+                if self
+                    .policy_barrier
+                    .is_some_and(|(xid, _)| xid == message.xid) =>
+            {
+                if let Some((_, generation)) = self.policy_barrier.take() {
+                    self.confirm_policy(generation);
+                    info!(switch = %self.name, generation, flows = self.reconciler.installed_count(), "security rules applied");
+                }
+                Ok(())
+            }
             FromSwitch::BarrierReply(_) if self.phase == Phase::AwaitBarrier(message.xid) => {
                 self.phase = Phase::Synced;
+                self.confirm_policy(self.synced_generation);
                 self.publish();
                 info!(switch = %self.name, flows = self.reconciler.installed_count(), macs = self.app.learned(), "switch synced");
+                Ok(())
+            }
+            FromSwitch::PacketIn(packet_in) if packet_in.cookie >> 48 == COOKIE_FIREWALL >> 48 => {
+                self.log_denied(&packet_in);
                 Ok(())
             }
             FromSwitch::PacketIn(packet_in) => {
@@ -301,6 +349,94 @@ impl Session {
         Ok(())
     }
 
+    /// Records that the switch enforces policy `generation`.
+    fn confirm_policy(&self, generation: u64) {
+        let mut shared = lock(&self.state);
+        if let Some(info) = shared.switches.get_mut(&self.name) {
+            info.policy_generation = info.policy_generation.max(generation);
+        }
+    }
+
+    /// Tells the switch how many connections it may track, if the lab says.
+    async fn set_conntrack_limit(&self, topology: &Topology) -> Result<(), String> {
+        let Some(max) = topology.security.conntrack_max else {
+            return Ok(());
+        };
+        self.send(ToSwitch::ConntrackRequest(pb::ConntrackRequest {
+            set_capacity: Some(max),
+            ..Default::default()
+        }))
+        .await
+    }
+
+    /// Brings the firewall flows to the topology's current security section,
+    /// then confirms with a barrier.
+    async fn apply_policy(&mut self) -> Result<(), String> {
+        let generation = *self.policy.borrow_and_update();
+        let topology = lock(&self.state).topology.clone();
+        let next = Firewall::for_switch(&topology, &self.name);
+        let mods = if next.app_table() == self.firewall.app_table() {
+            let ids = self.firewall.replace(next, &mut self.reconciler);
+            self.reconciler.sync_ids(&ids)
+        } else {
+            // The L2 application moves to other tables: rebuild everything
+            // (learned addresses are learned again).
+            let installed: Vec<FlowSpec> = self
+                .reconciler
+                .installed_with_cookie(0, 0)
+                .cloned()
+                .collect();
+            self.reconciler = Reconciler::new();
+            self.firewall = next;
+            self.app =
+                App::for_switch(&topology, &self.name, self.aging, self.firewall.app_table());
+            self.app.want_base(&mut self.reconciler);
+            self.firewall.want(&mut self.reconciler);
+            self.reconciler.set_installed(installed);
+            self.reconciler.sync_all()
+        };
+        info!(switch = %self.name, generation, changes = mods.len(), "applying security rules");
+        self.push(mods).await?;
+        self.set_conntrack_limit(&topology).await?;
+        let xid = self
+            .send_for_xid(ToSwitch::BarrierRequest(pb::BarrierRequest {}))
+            .await?;
+        self.policy_barrier = Some((xid, generation));
+        self.publish();
+        Ok(())
+    }
+
+    async fn send_for_xid(&self, body: ToSwitch) -> Result<u64, String> {
+        match &self.handle {
+            Some(handle) => handle.send(body).await.map_err(|s| s.message().to_string()),
+            None => Err("no session".into()),
+        }
+    }
+
+    /// Writes a denied packet the firewall sent up to the flow log.
+    fn log_denied(&self, packet_in: &pb::PacketIn) {
+        let Some(denied) = flow_log::describe(
+            &self.name,
+            self.firewall.compiled(),
+            packet_in,
+            &self.port_name(packet_in.in_port),
+        ) else {
+            return;
+        };
+        if let Some(log) = lock(&self.state).flow_log.as_mut() {
+            log.record(&denied);
+        }
+    }
+
+    fn port_name(&self, number: u32) -> String {
+        let shared = lock(&self.state);
+        shared
+            .switches
+            .get(&self.name)
+            .and_then(|i| i.ports.iter().find(|p| p.number == number))
+            .map_or_else(|| number.to_string(), |p| p.name.clone())
+    }
+
     async fn resync(&mut self, reply: pb::FlowStatsReply) -> Result<(), String> {
         let installed: Vec<FlowSpec> = reply
             .flows
@@ -314,8 +450,13 @@ impl Session {
             })
             .collect();
         self.reconciler = Reconciler::new();
-        self.app = App::for_switch(&lock(&self.state).topology, &self.name, self.aging);
+        self.synced_generation = *self.policy.borrow_and_update();
+        let topology = lock(&self.state).topology.clone();
+        self.firewall = Firewall::for_switch(&topology, &self.name);
+        self.app = App::for_switch(&topology, &self.name, self.aging, self.firewall.app_table());
         self.app.want_base(&mut self.reconciler);
+        self.firewall.want(&mut self.reconciler);
+        self.set_conntrack_limit(&topology).await?;
         self.app.adopt(&installed, &mut self.reconciler);
         let had = installed.len();
         self.reconciler.set_installed(installed);

@@ -145,6 +145,8 @@ pub struct SwitchInfo {
     pub learned_macs: u64,
     /// Sessions so far.
     pub connections: u64,
+    /// The last security policy generation the switch confirmed (barrier).
+    pub policy_generation: u64,
 }
 
 /// The controller's shared state.
@@ -157,6 +159,11 @@ pub struct Shared {
     /// Per switch name.
     pub switches: HashMap<String, SwitchInfo>,
     generations: u64,
+    /// Bumped by every applied change of the security section; sessions
+    /// watch it.
+    pub policy: tokio::sync::watch::Sender<u64>,
+    /// Writes denied connection attempts, if the lab asks for flow logs.
+    pub flow_log: Option<crate::security::flow_log::FlowLog>,
 }
 
 impl Shared {
@@ -172,6 +179,8 @@ impl Shared {
             started: Instant::now(),
             switches,
             generations: 0,
+            policy: tokio::sync::watch::Sender::new(0),
+            flow_log: None,
         }
     }
 

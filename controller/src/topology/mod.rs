@@ -5,6 +5,7 @@
 
 pub mod model;
 mod raw;
+pub mod security;
 mod validate;
 
 pub use model::*;

@@ -36,6 +36,8 @@ pub struct Topology {
     pub underlay: Option<Underlay>,
     /// Hypervisors on the underlay.
     pub hypervisors: Vec<Hypervisor>,
+    /// Security groups.
+    pub security: super::security::Security,
 }
 
 /// Bytes VXLAN adds in front of an inner frame: outer IPv4 (20), UDP (8),

@@ -24,6 +24,115 @@ pub(crate) struct RawTopology {
     pub(crate) underlay: Option<Spanned<RawUnderlay>>,
     #[serde(default)]
     pub(crate) hypervisors: Vec<Spanned<RawHypervisor>>,
+    #[serde(default)]
+    pub(crate) security: Option<Spanned<RawSecurity>>,
+}
+
+/// Security groups and how the firewall behaves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    #[serde(default)]
+    pub(crate) on_rule_removal: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) conntrack_max: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) flow_log: Option<Spanned<RawFlowLog>>,
+    #[serde(default)]
+    pub(crate) asgs: Vec<Spanned<RawAsg>>,
+    #[serde(default)]
+    pub(crate) nsgs: Vec<Spanned<RawNsg>>,
+    #[serde(default)]
+    pub(crate) acgs: Vec<Spanned<RawAcg>>,
+}
+
+/// JSON lines for denied connection attempts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFlowLog {
+    #[serde(default)]
+    pub(crate) rate: Option<Spanned<u32>>,
+}
+
+/// An application security group: interfaces rules can name together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAsg {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) members: Vec<Spanned<String>>,
+}
+
+/// A network security group (priority rules, allow and deny).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNsg {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) rules: Vec<Spanned<RawNsgRule>>,
+    #[serde(default)]
+    pub(crate) interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) subnets: Vec<Spanned<String>>,
+}
+
+/// One NSG rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNsgRule {
+    pub(crate) name: Spanned<String>,
+    pub(crate) priority: Spanned<i64>,
+    pub(crate) direction: Spanned<String>,
+    pub(crate) access: Spanned<String>,
+    #[serde(default)]
+    pub(crate) protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) source_ports: Option<Spanned<RawPorts>>,
+    #[serde(default)]
+    pub(crate) destination: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) destination_ports: Option<Spanned<RawPorts>>,
+    #[serde(default)]
+    pub(crate) description: Option<Spanned<String>>,
+}
+
+/// An access control group (allow-only rules, no priority).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcg {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) inbound: Vec<Spanned<RawAcgRule>>,
+    #[serde(default)]
+    pub(crate) outbound: Vec<Spanned<RawAcgRule>>,
+}
+
+/// One ACG rule: inbound rules name a source, outbound a destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcgRule {
+    #[serde(default)]
+    pub(crate) protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) destination: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ports: Option<Spanned<RawPorts>>,
+    #[serde(default)]
+    pub(crate) description: Option<Spanned<String>>,
+}
+
+/// Ports: a number, or text like `80`, `1000-2000`, `80,443` or `*`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawPorts {
+    Number(i64),
+    Text(String),
 }
 
 /// The network hypervisors reach each other on.

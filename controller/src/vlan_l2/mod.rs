@@ -41,9 +41,6 @@ pub const COOKIE_VLAN_DST: u64 = COOKIE_APP | (7 << 40);
 /// Programmed entries for hosts behind remote endpoints.
 pub const COOKIE_REMOTE: u64 = COOKIE_APP | (8 << 40);
 
-const TABLE_INGRESS: u8 = 0;
-const TABLE_SRC: u8 = 1;
-const TABLE_DST: u8 = 2;
 const PRIORITY_PASS: u16 = 100;
 const PRIORITY_REFUSE: u16 = 90;
 const PRIORITY_LEARNED: u16 = 100;
@@ -65,6 +62,8 @@ pub struct VlanSwitch {
     capacity: usize,
     /// MACs not learned because the table was full.
     pub refused: u64,
+    /// First of its three tables.
+    base: u8,
 }
 
 /// The port frames from `location` arrive on.
@@ -96,7 +95,15 @@ impl VlanSwitch {
             aging,
             capacity,
             refused: 0,
+            base: 0,
         }
+    }
+
+    /// The same application in tables `base`, `base + 1` and `base + 2`
+    /// (behind a firewall).
+    pub fn with_base(mut self, base: u8) -> VlanSwitch {
+        self.base = base;
+        self
     }
 
     /// MACs learned or programmed.
@@ -192,10 +199,9 @@ impl VlanSwitch {
             FlowSpec::new(table, priority, m, actions).with_cookie(COOKIE_VLAN_BASE)
         };
         let refuse = |m| {
-            FlowSpec::new(TABLE_INGRESS, PRIORITY_REFUSE, m, Vec::new())
-                .with_cookie(COOKIE_VLAN_DROP)
+            FlowSpec::new(self.base, PRIORITY_REFUSE, m, Vec::new()).with_cookie(COOKIE_VLAN_DROP)
         };
-        let onward = Action::GotoTable(TABLE_SRC);
+        let onward = Action::GotoTable(self.base + 1);
         for port in &self.plan.ports {
             let p = Some(port.number);
             match &port.mode {
@@ -207,7 +213,7 @@ impl VlanSwitch {
                     want(
                         r,
                         base(
-                            TABLE_INGRESS,
+                            self.base,
                             PRIORITY_PASS,
                             in_vlan(p, VlanMatch::Untagged),
                             vec![Action::PushVlan(tci(vlan, pcp)), onward],
@@ -220,7 +226,7 @@ impl VlanSwitch {
                         want(
                             r,
                             base(
-                                TABLE_INGRESS,
+                                self.base,
                                 PRIORITY_PASS,
                                 in_vlan(p, VlanMatch::Vid(vlan)),
                                 vec![onward],
@@ -231,7 +237,7 @@ impl VlanSwitch {
                         Some(n) => want(
                             r,
                             base(
-                                TABLE_INGRESS,
+                                self.base,
                                 PRIORITY_PASS,
                                 in_vlan(p, VlanMatch::Untagged),
                                 vec![Action::PushVlan(tci(*n, 0)), onward],
@@ -253,7 +259,7 @@ impl VlanSwitch {
                 want(
                     r,
                     base(
-                        TABLE_INGRESS,
+                        self.base,
                         PRIORITY_PASS,
                         from_vni,
                         vec![Action::PushVlan(tci(vlan, 0)), onward],
@@ -280,7 +286,7 @@ impl VlanSwitch {
         want(
             r,
             base(
-                TABLE_SRC,
+                self.base + 1,
                 200,
                 Match {
                     eth_src: Some(MacMatch::multicast()),
@@ -292,14 +298,14 @@ impl VlanSwitch {
         want(
             r,
             base(
-                TABLE_SRC,
+                self.base + 1,
                 0,
                 Match::default(),
                 vec![
                     Action::Controller {
                         max_len: PACKET_IN_BYTES,
                     },
-                    Action::GotoTable(TABLE_DST),
+                    Action::GotoTable(self.base + 2),
                 ],
             ),
         );
@@ -307,7 +313,7 @@ impl VlanSwitch {
             want(
                 r,
                 base(
-                    TABLE_DST,
+                    self.base + 2,
                     PRIORITY_FLOOD,
                     in_vlan(None, VlanMatch::Vid(vlan)),
                     self.flood(vlan),
@@ -331,7 +337,7 @@ impl VlanSwitch {
             Location::Port(_) => None,
         };
         let src = FlowSpec::new(
-            TABLE_SRC,
+            self.base + 1,
             PRIORITY_LEARNED,
             Match {
                 in_port: Some(in_port),
@@ -340,10 +346,10 @@ impl VlanSwitch {
                 tunnel_src,
                 ..Match::default()
             },
-            vec![Action::GotoTable(TABLE_DST)],
+            vec![Action::GotoTable(self.base + 2)],
         );
         let dst = FlowSpec::new(
-            TABLE_DST,
+            self.base + 2,
             PRIORITY_LEARNED,
             Match {
                 vlan: Some(VlanMatch::Vid(vlan)),

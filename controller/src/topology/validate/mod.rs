@@ -7,6 +7,7 @@
 mod links;
 mod nodes;
 mod overlay;
+mod security;
 
 use super::TopologyError;
 use super::model::*;
@@ -205,6 +206,8 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         underlay.as_ref(),
     );
 
+    let security = security::security(&mut c, raw.security.as_ref(), &hosts, &networks);
+
     if c.errors.is_empty() {
         Ok(Topology {
             name: lab,
@@ -216,6 +219,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
             links,
             underlay,
             hypervisors,
+            security,
         })
     } else {
         Err(c.errors)
