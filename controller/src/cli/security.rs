@@ -18,12 +18,15 @@ pub(super) async fn apply(topology: &Path) -> Result<()> {
     let mut management = client::connect(&lab.controller).await?;
     let reply = management
         .apply(mgmt::ApplyRequest {
-            topology_yaml: text,
+            topology_yaml: text.clone(),
             path: topology.display().to_string(),
         })
         .await
         .map_err(|s| anyhow!("{}", s.message()))?
         .into_inner();
+    // A restarted controller reads the lab's copy of the file: keep it current.
+    std::fs::write(&lab.topology_copy, &text)
+        .with_context(|| format!("update {}", lab.topology_copy.display()))?;
     if reply.changed_switches.is_empty() {
         println!("lab {}: security rules unchanged", parsed.name);
     } else {

@@ -142,3 +142,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Topology, TopologyErrors> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod security_tests;

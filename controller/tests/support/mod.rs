@@ -165,6 +165,7 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+#[allow(unused_imports)]
 pub use sdn_controller::traffic::pattern;
 
 /// Sends `data` over TCP from `client_ns` to `server`, bound in `server_ns`;
