@@ -97,5 +97,102 @@ fn bench_pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_extract, bench_classifier, bench_pipeline);
+/// A stateful firewall in front of an output: conntrack in table 0, `n`
+/// rules for new connections in table 1 (none matching the probe's port but
+/// the last), established packets skip them.
+fn firewall(n: u16, now: Instant) -> Pipeline {
+    use sdn_vswitch::conntrack::state::{EST, NEW, TRK};
+    use sdn_vswitch::flow::CtStateMatch;
+    let mut p = Pipeline::new();
+    p.set_ports(&[1, 2]);
+    let mut add = |spec| {
+        p.apply_flow_mod(&FlowMod::add(spec), now)
+            .expect("valid rule")
+    };
+    let ip = Match {
+        eth_type: Some(0x0800),
+        ..Match::default()
+    };
+    let ct = |commit, table| Action::Ct {
+        zone: 1,
+        commit,
+        table,
+    };
+    add(FlowSpec::new(0, 1, ip.clone(), vec![ct(false, 1)]));
+    let est = Match {
+        ct_state: Some(CtStateMatch::new(TRK | EST, 0)),
+        ..Match::default()
+    };
+    add(FlowSpec::new(1, 65535, est, vec![Action::GotoTable(2)]));
+    for i in 0..n {
+        let rule = Match {
+            ct_state: Some(CtStateMatch::new(TRK | NEW, 0)),
+            ip_proto: Some(6),
+            tp_dst: Some(if i + 1 == n { 80 } else { 10_000 + i }),
+            ..ip.clone()
+        };
+        add(FlowSpec::new(1, 100 + i, rule, vec![ct(true, 2)]));
+    }
+    add(FlowSpec::new(
+        2,
+        1,
+        Match::default(),
+        vec![Action::Output(2)],
+    ));
+    p
+}
+
+fn bench_firewall(c: &mut Criterion) {
+    use sdn_vswitch::wire::TcpFlags;
+    let now = Instant::now();
+    let mut group = c.benchmark_group("pipeline_established_through_ct");
+    for n in [1u16, 1_000] {
+        let mut pipeline = firewall(n, now);
+        let mut decision = Decision::default();
+        let segment = |src: &str, dst: &str, flags: u16, seq: u32, ack: u32| {
+            FrameBuilder::tcp4(src, dst, &[0u8; 64])
+                .tcp_flags(flags)
+                .tcp_seq_ack(seq, ack)
+                .build()
+        };
+        let (client, server) = ("10.0.0.1:40000", "10.0.0.2:80");
+        for (frame, port) in [
+            (segment(client, server, TcpFlags::SYN, 1, 0), 1),
+            (
+                segment(server, client, TcpFlags::SYN | TcpFlags::ACK, 9, 2),
+                2,
+            ),
+            (segment(client, server, TcpFlags::ACK, 2, 10), 1),
+        ] {
+            pipeline.process(
+                &mut OwnedFrame::new(&frame),
+                FrameMeta::plain(port),
+                now,
+                &mut decision,
+            );
+        }
+        assert_eq!(decision.outputs.len(), 1, "the handshake passes");
+        let mut frame = OwnedFrame::new(&segment(client, server, TcpFlags::ACK, 2, 10));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                pipeline.process(
+                    black_box(&mut frame),
+                    FrameMeta::plain(1),
+                    now,
+                    &mut decision,
+                );
+                black_box(decision.outputs.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_extract,
+    bench_classifier,
+    bench_pipeline,
+    bench_firewall
+);
 criterion_main!(benches);

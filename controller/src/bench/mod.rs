@@ -6,6 +6,7 @@
 //! absolute numbers.
 
 mod baseline;
+mod firewall;
 mod iperf;
 mod overlay;
 mod pair;
@@ -196,6 +197,9 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
         bail!("--runs and --seconds must be at least 1");
     }
     let topology = topology::load(path)?;
+    if !topology.security.is_empty() {
+        return firewall::run(path, options, as_json).await;
+    }
     let pair = pick_pair(&topology)?;
     let (client, server) = (&pair.client, &pair.server);
     let baselines = if options.baselines {

@@ -106,12 +106,20 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The rule a cookie stands for.
-    pub fn rule_of(&self, cookie: u64) -> Option<&RuleRef> {
+    /// The index in `rules` of the rule a cookie stands for.
+    pub fn rule_index(&self, cookie: u64) -> Option<usize> {
         match cookie & COOKIE_KIND_MASK {
-            COOKIE_RULE | COOKIE_DEFAULT_DENY => self.rules.get((cookie & 0xffff_ffff) as usize),
+            COOKIE_RULE | COOKIE_DEFAULT_DENY => {
+                let index = (cookie & 0xffff_ffff) as usize;
+                (index < self.rules.len()).then_some(index)
+            }
             _ => None,
         }
+    }
+
+    /// The rule a cookie stands for.
+    pub fn rule_of(&self, cookie: u64) -> Option<&RuleRef> {
+        self.rule_index(cookie).map(|i| &self.rules[i])
     }
 }
 

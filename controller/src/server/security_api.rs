@@ -222,10 +222,7 @@ pub(super) async fn rules(
         .collect();
     let mut invalid_packets = 0;
     for flow in &compiled.flows {
-        if let Some(index) = compiled
-            .rule_of(flow.cookie)
-            .and_then(|r| compiled.rules.iter().position(|x| x == r))
-        {
+        if let Some(index) = compiled.rule_index(flow.cookie) {
             hits[index].access = if denies(&flow.actions) {
                 "deny"
             } else {
@@ -238,10 +235,7 @@ pub(super) async fn rules(
         if stats.cookie & COOKIE_KIND_MASK == COOKIE_INVALID {
             invalid_packets += stats.packet_count;
         }
-        let Some(rule) = compiled.rule_of(stats.cookie) else {
-            continue;
-        };
-        let Some(index) = compiled.rules.iter().position(|x| x == rule) else {
+        let Some(index) = compiled.rule_index(stats.cookie) else {
             continue;
         };
         hits[index].packets += stats.packet_count;

@@ -16,6 +16,7 @@ pub use query::{ConntrackQuery, ConntrackReport};
 
 use packet::{Kind, Probe, Tuple, probe};
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry as MapEntry;
 use std::time::{Duration, Instant};
 use tcp::{TcpState, TcpTrack, is_opening_syn};
 
@@ -362,15 +363,16 @@ impl Conntrack {
     }
 
     /// The connection under `key` unless it expired (then it is removed).
+    /// One hash lookup either way.
     fn live(&mut self, key: ConnKey, now: Instant) -> Option<&mut Conn> {
-        match self.conns.get(&key) {
-            Some(conn) if conn.expires <= now => {
-                self.conns.remove(&key);
+        match self.conns.entry(key) {
+            MapEntry::Occupied(entry) if entry.get().expires <= now => {
+                entry.remove();
                 self.counters.expired += 1;
                 None
             }
-            Some(_) => self.conns.get_mut(&key),
-            None => None,
+            MapEntry::Occupied(entry) => Some(entry.into_mut()),
+            MapEntry::Vacant(_) => None,
         }
     }
 
