@@ -148,6 +148,11 @@ fn connect_rate(server_ns: &str, client_ns: &str, server: SocketAddr, seconds: u
     let acceptor = std::thread::spawn(move || -> Result<()> {
         sdn_vswitch::netns::enter(&ns)?;
         let listener = TcpListener::bind(server)?;
+        // A deep accept queue: with a shallow one, a path that delivers
+        // SYNs faster than this thread accepts drops them, and the clients
+        // stall for a retransmission second.
+        // SAFETY: listen(2) on a socket this thread owns.
+        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
         let _ = ready_tx.send(());
         while !flag.load(Ordering::Relaxed) {
             drop(listener.accept()?);

@@ -217,6 +217,10 @@ impl Session {
                 self.confirm_policy(self.synced_generation);
                 self.publish();
                 info!(switch = %self.name, flows = self.reconciler.installed_count(), macs = self.app.learned(), "switch synced");
+                // Rules applied while the re-sync was under way.
+                if *self.policy.borrow() != self.synced_generation {
+                    self.apply_policy().await?;
+                }
                 Ok(())
             }
             FromSwitch::PacketIn(packet_in) if packet_in.cookie >> 48 == COOKIE_FIREWALL >> 48 => {

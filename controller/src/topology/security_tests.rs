@@ -178,6 +178,16 @@ fn attachments_must_exist() {
     let (_, path, reason) = only_error(&text);
     assert_eq!(path, "security.nsgs[1].interfaces[0]");
     assert!(reason.contains("no host interface app9:eth0"), "{reason}");
+    // A switch port names the host interface linked to it.
+    let text = firewall_with("interfaces: [app1:eth0]", "interfaces: [sw1:p4]");
+    let topo = parse(&text, Path::new("fw.yaml")).unwrap();
+    assert_eq!(
+        topo.security.nsgs[1].interfaces,
+        vec![InterfaceRef {
+            host: "app1".into(),
+            interface: "eth0".into()
+        }]
+    );
     let text = firewall_with("on_rule_removal: keep", "on_rule_removal: later");
     assert!(only_error(&text).2.contains("want keep"));
 }

@@ -206,7 +206,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         underlay.as_ref(),
     );
 
-    let security = security::security(&mut c, raw.security.as_ref(), &hosts, &networks);
+    let security = security::security(&mut c, raw.security.as_ref(), &hosts, &networks, &links);
 
     if c.errors.is_empty() {
         Ok(Topology {

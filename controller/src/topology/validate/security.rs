@@ -6,7 +6,7 @@ use super::Checker;
 use crate::security::rules::{Access, Direction, PortRange, Protocol};
 use crate::topology::raw::{RawAcg, RawAcgRule, RawNsg, RawNsgRule, RawPorts, RawSecurity};
 use crate::topology::security::*;
-use crate::topology::{Host, Network};
+use crate::topology::{Host, Link, Network, NodeKind, peer_of};
 use ipnet::Ipv4Net;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_saphyr::Spanned;
@@ -25,6 +25,7 @@ const DEFAULT_FLOW_LOG_RATE: u32 = 10;
 
 struct Names<'t> {
     interfaces: FxHashSet<(&'t str, &'t str)>,
+    links: &'t [Link],
     subnets: Vec<(&'t str, &'t str)>,
     asgs: FxHashSet<String>,
     acgs: FxHashSet<String>,
@@ -35,6 +36,7 @@ pub(super) fn security(
     raw: Option<&Spanned<RawSecurity>>,
     hosts: &[Host],
     networks: &[Network],
+    links: &[Link],
 ) -> Security {
     let mut out = Security::default();
     let Some(raw) = raw else { return out };
@@ -88,6 +90,7 @@ pub(super) fn security(
                     .map(|i| (h.name.as_str(), i.name.as_str()))
             })
             .collect(),
+        links,
         subnets: networks
             .iter()
             .flat_map(|n| n.subnets.iter().map(|s| (n.name.as_str(), s.name.as_str())))
@@ -220,13 +223,29 @@ fn interface_refs(
             );
             continue;
         };
-        if !names.interfaces.contains(&(host, interface)) {
-            c.error(text, path, format!("no host interface {}", text.value));
+        let r = if names.interfaces.contains(&(host, interface)) {
+            InterfaceRef {
+                host: host.into(),
+                interface: interface.into(),
+            }
+        } else if let Some(end) =
+            peer_of(names.links, host, interface).filter(|end| end.kind == NodeKind::Host)
+        {
+            // A switch port stands for the host interface linked to it.
+            InterfaceRef {
+                host: end.node.clone(),
+                interface: end.device.clone(),
+            }
+        } else {
+            c.error(
+                text,
+                path,
+                format!(
+                    "no host interface {} (nor a switch port linked to one)",
+                    text.value
+                ),
+            );
             continue;
-        }
-        let r = InterfaceRef {
-            host: host.into(),
-            interface: interface.into(),
         };
         if out.contains(&r) {
             c.error(text, path, format!("{} is listed twice", text.value));
