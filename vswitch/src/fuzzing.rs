@@ -164,7 +164,8 @@ pub fn vxlan_gro(data: &[u8]) {
     }
 }
 
-/// A frame through a pipeline with rewrites, goto, flood and learning; the
+/// A frame through a pipeline with rewrites, goto, flood, learning and
+/// conntrack with a second pass; the
 /// first byte picks the input port and whether the checksum is partial.
 pub fn frame_pipeline(data: &[u8]) {
     let Some((&selector, frame)) = data.split_first() else {
@@ -219,6 +220,38 @@ pub fn frame_pipeline(data: &[u8]) {
             Match::default(),
             vec![Action::Normal, Action::PushVlan(10), Action::Flood],
         ),
+        // IPv4 TCP: a tag pushed (the layers move), then conntrack and a
+        // second pass that tells established from the rest.
+        FlowSpec::new(
+            1,
+            8,
+            Match {
+                eth_type: Some(0x0800),
+                ip_proto: Some(6),
+                ..Match::default()
+            },
+            vec![
+                Action::PushVlan(0x2000 | 5),
+                Action::Ct {
+                    zone: 3,
+                    commit: true,
+                    table: 2,
+                },
+            ],
+        ),
+        FlowSpec::new(
+            2,
+            5,
+            Match {
+                ct_state: Some(crate::flow::CtStateMatch::new(
+                    crate::conntrack::state::TRK | crate::conntrack::state::NEW,
+                    0,
+                )),
+                ..Match::default()
+            },
+            vec![Action::PopVlan, Action::Output(3)],
+        ),
+        FlowSpec::new(2, 0, Match::default(), vec![Action::Output(1)]),
     ];
     for spec in flows {
         let _ = pipeline.apply_flow_mod(&FlowMod::add(spec), now);
