@@ -165,8 +165,8 @@ pub fn vxlan_gro(data: &[u8]) {
 }
 
 /// A frame through a pipeline with rewrites, goto, flood, learning and
-/// conntrack with a second pass; the
-/// first byte picks the input port and whether the checksum is partial.
+/// conntrack with a second pass; the first byte picks the input port and
+/// whether the checksum is partial.
 pub fn frame_pipeline(data: &[u8]) {
     let Some((&selector, frame)) = data.split_first() else {
         return;
