@@ -193,6 +193,18 @@ fn three_tiers_open_only_the_intended_paths() {
     // The reply of an allowed outbound connection comes back although no
     // inbound rule of app lets the client in.
     assert!(tcp_works(&lab, "app1", "client", at(CLIENT, 9000)));
+    // So does an ICMP error about it: the client's port unreachable is
+    // related to app1's datagram, and app1's socket hears the refusal.
+    let refused = in_ns(&lab.ns("app1"), || {
+        let socket = UdpSocket::bind(at(APP1, 40100)).expect("bind");
+        socket.connect(at(CLIENT, 9999)).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        socket.send(b"anyone?").expect("send");
+        socket.recv(&mut [0u8; 16]).map_err(|e| e.kind())
+    });
+    assert_eq!(refused, Err(std::io::ErrorKind::ConnectionRefused));
 
     // Tracked connections, rule counters and the flow log.
     let ct = sdn_json(&lab, &["conntrack", "sw1"]);
