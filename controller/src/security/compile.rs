@@ -186,14 +186,17 @@ impl Builder {
         direction: Direction,
         onward: &[Action],
     ) {
-        let Some(layer) = layer else {
-            self.flow(
+        let pass = |b: &mut Builder| {
+            b.flow(
                 table,
                 PRIORITY_PASS,
                 key.clone(),
                 onward.to_vec(),
                 COOKIE_BASE,
             );
+        };
+        let Some(layer) = layer else {
+            pass(self);
             return;
         };
         let is_acg = matches!(layer, Layer::Acg { .. });
@@ -221,13 +224,7 @@ impl Builder {
         } = layer
         {
             if direction == Direction::Outbound && *outbound_open {
-                self.flow(
-                    table,
-                    PRIORITY_PASS,
-                    key.clone(),
-                    onward.to_vec(),
-                    COOKIE_BASE,
-                );
+                pass(self);
             } else {
                 let origin = RuleRef {
                     group: names.join("+"),
