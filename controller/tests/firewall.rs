@@ -350,6 +350,19 @@ fn a_live_rule_change_applies_without_restarting_anything() {
     // With cut, the live connection the rules no longer allow goes.
     apply(&https_only.replace("on_rule_removal: keep", "on_rule_removal: cut"));
     assert!(!live.echoes(b"three"), "cut kept the connection");
+    // Anything besides the security section needs a new lab.
+    std::fs::write(
+        &lab.file,
+        original.replace("10.30.0.12/24", "10.30.0.13/24"),
+    )
+    .expect("write");
+    let refused = lab.sdn(&["apply", lab.file.to_str().expect("utf-8")]);
+    assert!(!refused.status.success());
+    assert!(
+        text_of(&refused.stderr).contains("only the security section"),
+        "{}",
+        text_of(&refused.stderr)
+    );
     // Back to the original rules.
     apply(&original);
     assert!(tcp_works(&lab, "client", "web1", at(WEB1, 80)));
@@ -371,4 +384,34 @@ fn a_live_rule_change_applies_without_restarting_anything() {
 
 fn text_of(bytes: &[u8]) -> String {
     text(bytes)
+}
+
+#[test]
+fn rules_filter_across_a_vxlan_overlay_and_vlans() {
+    if !is_root() {
+        return;
+    }
+    let name = unique_name("fwvx");
+    let topology = repository_topology("bench-vxlan.yaml", &name)
+        + "
+security:
+  nsgs:
+    - name: h2-nsg
+      interfaces: [h2:eth0]
+      rules:
+        - { name: ping, priority: 100, direction: inbound, access: allow, protocol: icmp }
+        - { name: rest, priority: 4096, direction: inbound, access: deny }
+";
+    let lab = Lab::new(&name, &topology);
+    lab.up();
+    // h2 sits behind sw2, an access port in VLAN 10 carried over VNI 5010.
+    assert!(pings(&lab, "h1", "10.150.0.2"));
+    assert!(!tcp_works(&lab, "h1", "h2", at("10.150.0.2", 80)));
+    assert!(tcp_works(&lab, "h2", "h1", at("10.150.0.1", 80)));
+    let ct = lab.sdn(&["conntrack", "sw2", "--lab", &lab.name]);
+    assert!(
+        text(&ct.stdout).contains("10.150.0.1:80"),
+        "{}",
+        text(&ct.stdout)
+    );
 }
