@@ -156,6 +156,8 @@ enum Command {
     /// Measure throughput and packet rate between the first two hosts of a
     /// topology through vswitchd, beside a Linux bridge and Open vSwitch
     /// userspace with TSO measured in the same run (needs root and iperf3).
+    /// A topology with a security section gets the firewall bench: 0, 100
+    /// and 1,000 rules, and new connections per second, beside nftables.
     Bench {
         /// Topology file (its first two hosts share a subnet).
         topology: PathBuf,
