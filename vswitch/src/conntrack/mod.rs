@@ -284,6 +284,23 @@ impl Conntrack {
         bits | state::TRK
     }
 
+    /// Commits a packet that an earlier pass already tracked in `zone` with
+    /// result `earlier`: a new connection not yet tracked is added; anything
+    /// else is left as that pass left it (the packet is not counted or fed
+    /// to the state machine twice).
+    pub fn commit_tracked(&mut self, l3: &[u8], zone: u16, earlier: u8, now: Instant) -> u8 {
+        if earlier & state::NEW == 0 {
+            return earlier;
+        }
+        let Ok(p) = probe(l3) else {
+            return earlier;
+        };
+        if self.live(ConnKey::of_probe(zone, &p), now).is_some() {
+            return earlier;
+        }
+        self.track(l3, zone, true, now)
+    }
+
     fn track_probe(&mut self, p: &Probe, zone: u16, commit: bool, now: Instant) -> u8 {
         if let Kind::IcmpError { inner } = p.kind {
             return match self.live(ConnKey::of_orig(zone, inner), now) {

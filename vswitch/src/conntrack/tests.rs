@@ -200,3 +200,21 @@ fn garbage_is_invalid() {
     assert_eq!(track(&mut ct, &[0x45; 19], true, t), TRK | INV);
     assert_eq!(state::text(TRK | EST | RPL), "est+rpl+trk");
 }
+
+#[test]
+fn a_commit_after_a_lookup_counts_the_packet_once() {
+    let mut ct = Conntrack::default();
+    let t = Instant::now();
+    let q = udp(A, 1, B, 2);
+    for expected in [1, 2] {
+        let earlier = ct.track(&q, 7, false, t);
+        assert_eq!(ct.commit_tracked(&q, 7, earlier, t), TRK | NEW);
+        assert_eq!(ct.list(None, t)[0].packets, [expected, 0]);
+    }
+    // Established, invalid and related packets are left as they were.
+    assert_eq!(ct.commit_tracked(&q, 7, TRK | EST, t), TRK | EST);
+    let syn_ack = tcp(B, 80, A, 4000, SYN | ACK, 1, 1);
+    let earlier = ct.track(&syn_ack, 7, false, t);
+    assert_eq!(ct.commit_tracked(&syn_ack, 7, earlier, t), TRK | INV);
+    assert_eq!(ct.len(), 1);
+}

@@ -345,7 +345,13 @@ impl Pipeline {
             key = exit_key;
             let state = match frame.bytes().get(usize::from(layout.l3)..) {
                 Some(l3) if key.eth_type() == 0x0800 && layout.l3 != 0 => {
-                    conntrack.track(l3, zone, commit, now)
+                    let earlier = key.ct_state();
+                    if commit && earlier & ct_state::TRK != 0 && key.ct_zone() == zone {
+                        // An earlier pass tracked this packet in this zone.
+                        conntrack.commit_tracked(l3, zone, earlier, now)
+                    } else {
+                        conntrack.track(l3, zone, commit, now)
+                    }
                 }
                 _ => ct_state::TRK | ct_state::INV,
             };

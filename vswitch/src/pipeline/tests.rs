@@ -1094,6 +1094,8 @@ fn ct_lets_replies_of_allowed_connections_back() {
     let conns = p.conntrack().list(None, now);
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].state, "ESTABLISHED");
+    // The SYN went through the lookup and the commit pass, counted once.
+    assert_eq!(conns[0].packets, [4, 4]);
     // Established packets come from the cache: two passes per frame, each a hit.
     let before = p.counters();
     let mut ack = tcp_frame(inside, outside, F::ACK, 101, 501);
