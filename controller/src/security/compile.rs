@@ -1,8 +1,9 @@
 //! Rules into flows. A switch with filtered interfaces runs six firewall
 //! tables in front of its L2 application (which moves up to `APP_TABLE`):
 //!
-//! - 0: IPv4 from a filtered port goes through conntrack in the port's zone;
-//!   IPv6 from it is dropped; everything else goes on to table 3.
+//! - 0: IPv4 from a filtered port, from the interface's own address, goes
+//!   through conntrack in the port's zone; any other IPv4 and IPv6 from it is
+//!   dropped; everything else (ARP) goes on to table 3.
 //! - 1, 2: outbound rules of the sending interface (its own layer, then its
 //!   subnet's). Established and related packets skip to table 3, invalid ones
 //!   are dropped; a new connection that every layer allows is committed.
@@ -52,6 +53,8 @@ pub const COOKIE_DEFAULT_DENY: u64 = COOKIE_FIREWALL | (3 << 40);
 pub const COOKIE_INVALID: u64 = COOKIE_FIREWALL | (4 << 40);
 /// IPv6, and IPv4 to group addresses, at filtered interfaces.
 pub const COOKIE_NOT_FILTERABLE: u64 = COOKIE_FIREWALL | (5 << 40);
+/// IPv4 from a filtered interface with a source address not its own.
+pub const COOKIE_SPOOFED: u64 = COOKIE_FIREWALL | (6 << 40);
 
 /// Bytes of a denied packet sent to the controller for the flow log.
 pub const LOG_BYTES: u16 = 128;
@@ -62,6 +65,7 @@ const PRIORITY_ACG: u16 = 1000;
 const PRIORITY_DEFAULT_DENY: u16 = 2;
 const PRIORITY_PASS: u16 = 1;
 const PRIORITY_CT: u16 = 100;
+const PRIORITY_SPOOFED: u16 = 99;
 const PRIORITY_GROUP_DROP: u16 = 90;
 
 const ETH_IPV4: u16 = 0x0800;
@@ -401,7 +405,20 @@ pub fn compile(fw: &SwitchFirewall) -> Compiled {
                 eth_type: Some(ETH_IPV6),
                 ..key.clone()
             };
-            b.flow(table, PRIORITY_CT, m4, vec![ct], COOKIE_BASE);
+            if table == TABLE_OUT_CT {
+                // A filtered interface sends from its own address only (as a
+                // cloud NIC does): a forged source cannot borrow another
+                // group's rules.
+                let own = Match {
+                    ip_src: Some(IpPrefix::host(IpAddr::V4(p.address))),
+                    ..m4.clone()
+                };
+                b.flow(table, PRIORITY_CT, own, vec![ct], COOKIE_BASE);
+                let deny = b.deny.clone();
+                b.flow(table, PRIORITY_SPOOFED, m4, deny, COOKIE_SPOOFED);
+            } else {
+                b.flow(table, PRIORITY_CT, m4, vec![ct], COOKIE_BASE);
+            }
             b.flow(table, PRIORITY_CT, m6, Vec::new(), COOKIE_NOT_FILTERABLE);
         }
         for (direction, key) in [

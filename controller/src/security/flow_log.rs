@@ -29,7 +29,8 @@ pub struct Denied {
     pub direction: Option<Direction>,
     /// The rule, if a rule (or an ACG default deny) denied it.
     pub rule: Option<RuleRef>,
-    /// Why: `rule`, `default-deny` or `invalid` (out of state).
+    /// Why: `rule`, `default-deny`, `invalid` (out of state) or
+    /// `spoofed-source`.
     pub reason: &'static str,
     /// IP protocol.
     pub proto: u8,
@@ -188,6 +189,7 @@ pub fn describe(
         COOKIE_RULE => "rule",
         COOKIE_DEFAULT_DENY => "default-deny",
         COOKIE_INVALID => "invalid",
+        COOKIE_SPOOFED => "spoofed-source",
         _ => return None,
     };
     Some(Denied {

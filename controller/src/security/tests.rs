@@ -334,3 +334,36 @@ fn deny_at_100_beats_allow_at_200() {
         now
     ));
 }
+
+#[test]
+fn a_filtered_interface_sends_from_its_own_address_only() {
+    let open = Layer::Acg {
+        names: vec!["open".into()],
+        rules: Vec::new(),
+        outbound_open: true,
+    };
+    let policies = vec![
+        PortPolicy {
+            subnet: None,
+            nic: Some(open),
+        },
+        PortPolicy::default(),
+        PortPolicy::default(),
+        PortPolicy::default(),
+    ];
+    let mut p = pipeline_for(&policies);
+    let now = Instant::now();
+    assert!(delivered(
+        &mut p,
+        frame(proto::UDP, 1, 4, 1000, 80, false),
+        1,
+        4,
+        now
+    ));
+    // The same datagram with another host's source address.
+    let forged = FrameBuilder::udp4("10.0.0.3:1000", "10.0.0.4:80", b"x")
+        .src_mac(mac(1))
+        .dst_mac(mac(4))
+        .build();
+    assert!(!delivered(&mut p, forged, 1, 4, now));
+}
