@@ -178,6 +178,21 @@ fn attachments_must_exist() {
     let (_, path, reason) = only_error(&text);
     assert_eq!(path, "security.nsgs[1].interfaces[0]");
     assert!(reason.contains("no host interface app9:eth0"), "{reason}");
+    // An error about a later entry points at that entry, whatever came before.
+    let text = firewall_with(
+        "interfaces: [app1:eth0]",
+        "interfaces: [nope:eth0, web1:eth0]",
+    );
+    let e = parse(&text, Path::new("fw.yaml")).expect_err("refused");
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "security.nsgs[1].interfaces[0]",
+            "security.nsgs[1].interfaces[1]"
+        ]
+    );
+    assert!(e.errors[1].reason.contains("already has NSG web-nsg"));
     // A switch port names the host interface linked to it.
     let text = firewall_with("interfaces: [app1:eth0]", "interfaces: [sw1:p4]");
     let topo = parse(&text, Path::new("fw.yaml")).unwrap();

@@ -139,6 +139,18 @@ pub(super) fn security(
     out
 }
 
+/// Where the list `raw` names `iface` (entries that did not resolve are not
+/// in the model, so the model's index `j` is only a fallback).
+fn written<'r>(
+    raw: &'r [Spanned<String>],
+    j: usize,
+    iface: &InterfaceRef,
+) -> (usize, &'r Spanned<String>) {
+    let text = format!("{}:{}", iface.host, iface.interface);
+    let at = raw.iter().position(|t| t.value == text).unwrap_or(j);
+    (at, &raw[at])
+}
+
 /// Per interface and subnet: one NSG, at most three ACGs, not both models.
 fn attachments(c: &mut Checker<'_>, raw: &RawSecurity, sec: &Security) {
     let mut nsg_of: FxHashMap<&InterfaceRef, &str> = FxHashMap::default();
@@ -146,7 +158,7 @@ fn attachments(c: &mut Checker<'_>, raw: &RawSecurity, sec: &Security) {
     for (i, nsg) in sec.nsgs.iter().enumerate() {
         for (j, iface) in nsg.interfaces.iter().enumerate() {
             if let Some(other) = nsg_of.insert(iface, &nsg.name) {
-                let at = &raw.nsgs[i].value.interfaces[j];
+                let (j, at) = written(&raw.nsgs[i].value.interfaces, j, iface);
                 c.error(
                     at,
                     format!("security.nsgs[{i}].interfaces[{j}]"),
@@ -162,8 +174,15 @@ fn attachments(c: &mut Checker<'_>, raw: &RawSecurity, sec: &Security) {
     for (i, nsg) in sec.nsgs.iter().enumerate() {
         for (j, subnet) in nsg.subnets.iter().enumerate() {
             if let Some(other) = subnet_nsg.insert(subnet, &nsg.name) {
+                let list = &raw.nsgs[i].value.subnets;
+                let qualified = format!("{}/{}", subnet.network, subnet.subnet);
+                let j = list
+                    .iter()
+                    .position(|t| t.value == subnet.subnet || t.value == qualified)
+                    .unwrap_or(j);
+                let at = &list[j];
                 c.error(
-                    &raw.nsgs[i].value.subnets[j],
+                    at,
                     format!("security.nsgs[{i}].subnets[{j}]"),
                     format!(
                         "subnet {} already has NSG {other}; a subnet takes one NSG",
@@ -175,7 +194,7 @@ fn attachments(c: &mut Checker<'_>, raw: &RawSecurity, sec: &Security) {
     }
     for (i, acg) in sec.acgs.iter().enumerate() {
         for (j, iface) in acg.interfaces.iter().enumerate() {
-            let at = &raw.acgs[i].value.interfaces[j];
+            let (j, at) = written(&raw.acgs[i].value.interfaces, j, iface);
             let path = format!("security.acgs[{i}].interfaces[{j}]");
             let list = acgs_of.entry(iface).or_default();
             list.push(&acg.name);
