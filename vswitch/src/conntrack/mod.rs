@@ -200,6 +200,26 @@ impl ConnKey {
     }
 }
 
+/// The connection under `key` in `conns` unless it expired (then it is
+/// removed and counted). One hash lookup either way; borrows only the table,
+/// so that the tracker's other fields stay usable beside the connection.
+fn live<'c>(
+    conns: &'c mut FxHashMap<ConnKey, Conn>,
+    counters: &mut Counters,
+    key: ConnKey,
+    now: Instant,
+) -> Option<&'c mut Conn> {
+    match conns.entry(key) {
+        MapEntry::Occupied(entry) if entry.get().expires <= now => {
+            entry.remove();
+            counters.expired += 1;
+            None
+        }
+        MapEntry::Occupied(entry) => Some(entry.into_mut()),
+        MapEntry::Vacant(_) => None,
+    }
+}
+
 /// A tracked connection, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -311,8 +331,7 @@ impl Conntrack {
             };
         }
         let key = ConnKey::of_probe(zone, p);
-        let timeouts = self.timeouts;
-        if let Some(conn) = self.live(key, now) {
+        if let Some(conn) = live(&mut self.conns, &mut self.counters, key, now) {
             let orig = conn.orig == p.tuple;
             let reopen = match (&mut conn.proto, p.kind) {
                 (ProtoState::Tcp(t), Kind::Tcp { flags, ack, .. }) => {
@@ -335,7 +354,7 @@ impl Conntrack {
             };
             if !reopen {
                 conn.packets[usize::from(!orig)] += 1;
-                conn.expires = now + conn.timeout(&timeouts);
+                conn.expires = now + conn.timeout(&self.timeouts);
                 let mut bits = if conn.replied() {
                     state::EST
                 } else {
@@ -372,7 +391,7 @@ impl Conntrack {
                 expires: now,
                 packets: [1, 0],
             };
-            conn.expires = now + conn.timeout(&timeouts);
+            conn.expires = now + conn.timeout(&self.timeouts);
             self.conns.insert(key, conn);
             self.counters.committed += 1;
         }
@@ -380,17 +399,8 @@ impl Conntrack {
     }
 
     /// The connection under `key` unless it expired (then it is removed).
-    /// One hash lookup either way.
     fn live(&mut self, key: ConnKey, now: Instant) -> Option<&mut Conn> {
-        match self.conns.entry(key) {
-            MapEntry::Occupied(entry) if entry.get().expires <= now => {
-                entry.remove();
-                self.counters.expired += 1;
-                None
-            }
-            MapEntry::Occupied(entry) => Some(entry.into_mut()),
-            MapEntry::Vacant(_) => None,
-        }
+        live(&mut self.conns, &mut self.counters, key, now)
     }
 
     /// Removes expired connections, at most once per second.
