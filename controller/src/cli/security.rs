@@ -52,12 +52,7 @@ fn addr(bytes: &[u8]) -> String {
 }
 
 fn proto_name(proto: u32) -> String {
-    match proto {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        other => other.to_string(),
-    }
+    u8::try_from(proto).map_or_else(|_| proto.to_string(), crate::security::rules::proto_name)
 }
 
 pub(super) async fn conntrack(

@@ -118,12 +118,7 @@ impl FlowLog {
         let time_ms = wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let proto = match denied.proto {
-            1 => "icmp".to_string(),
-            6 => "tcp".to_string(),
-            17 => "udp".to_string(),
-            other => other.to_string(),
-        };
+        let proto = super::rules::proto_name(denied.proto);
         let line = json!({
             "time_ms": time_ms,
             "switch": denied.switch,

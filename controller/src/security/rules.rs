@@ -144,6 +144,16 @@ impl Rule {
     }
 }
 
+/// `tcp`, `udp`, `icmp`, or the number of another IP protocol.
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        proto::ICMP => "icmp".into(),
+        proto::TCP => "tcp".into(),
+        proto::UDP => "udp".into(),
+        other => other.to_string(),
+    }
+}
+
 /// The IPv4 protocols the switch tracks.
 pub mod proto {
     /// ICMP.

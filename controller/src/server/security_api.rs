@@ -74,17 +74,17 @@ pub(super) async fn apply(
         .map_err(|e| Status::invalid_argument(format!("the topology file has problems:\n{e}")))?;
     let (generation, before) = {
         let mut shared = lock(state);
+        if next.name != shared.topology.name {
+            return Err(Status::failed_precondition(
+                "the file describes another lab",
+            ));
+        }
         let mut same_rest = next.clone();
         same_rest.security = shared.topology.security.clone();
         same_rest.source = shared.topology.source.clone();
         if same_rest != shared.topology {
             return Err(Status::failed_precondition(
                 "only the security section of a running lab can change; for other changes run sdn down and sdn up",
-            ));
-        }
-        if next.name != shared.topology.name {
-            return Err(Status::failed_precondition(
-                "the file describes another lab",
             ));
         }
         let before = flows_of(&shared.topology);

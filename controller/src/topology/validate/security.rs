@@ -525,7 +525,7 @@ fn nsg_of(c: &mut Checker<'_>, raw: &RawNsg, path: &str, names: &Names<'_>) -> N
             && let Some(other) =
                 priorities.insert((direction, r.priority.value), r.name.value.clone())
         {
-            c.error(&r.priority, format!("{rpath}.priority"), format!("priority {} is already used by {direction:?} rule {other}; priorities are unique per direction", r.priority.value).replace("Inbound", "inbound").replace("Outbound", "outbound"));
+            c.error(&r.priority, format!("{rpath}.priority"), format!("priority {} is already used by {} rule {other}; priorities are unique per direction", r.priority.value, direction.name()));
         }
         description(c, r.description.as_ref(), &format!("{rpath}.description"));
         let protocol = protocol(c, r.protocol.as_ref(), &format!("{rpath}.protocol"));
