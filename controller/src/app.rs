@@ -22,13 +22,13 @@ pub enum App {
 
 impl App {
     /// The application for switch `name` of `topology` (the plain one for a
-    /// switch the topology does not know), in tables from `base` on.
-    pub fn for_switch(topology: &Topology, name: &str, aging: Duration, base: u8) -> App {
+    /// switch the topology does not know).
+    pub fn for_switch(topology: &Topology, name: &str, aging: Duration) -> App {
         match plan(topology, name) {
             Some(plan) if plan.vlan_aware => {
-                App::Vlan(VlanSwitch::new(plan, aging, DEFAULT_CAPACITY).with_base(base))
+                App::Vlan(VlanSwitch::new(plan, aging, DEFAULT_CAPACITY))
             }
-            _ => App::Plain(L2Switch::new(aging, DEFAULT_CAPACITY).with_base(base)),
+            _ => App::Plain(L2Switch::new(aging, DEFAULT_CAPACITY)),
         }
     }
 

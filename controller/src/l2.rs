@@ -2,11 +2,11 @@
 //! switch always forwards by itself, so the controller is never in the path of
 //! a frame:
 //!
-//! - table 0: a known (source MAC, port) pair goes on to table 1; a frame with
-//!   a group source address is dropped; anything else is copied to the
-//!   controller (the first 128 bytes) and goes on to table 1;
-//! - table 1: a known destination MAC goes out of its port; anything else is
-//!   flooded within the switch.
+//! - `LEARN`: a known (source MAC, port) pair goes on; a frame with a group
+//!   source address is dropped; anything else is copied to the controller
+//!   (the first 128 bytes) and goes on (to the security and routing stages);
+//! - `FORWARD`: a known destination MAC goes out of its port; anything else
+//!   is flooded within the switch.
 //!
 //! Learned entries time out after the MAC aging time; when either entry of a
 //! MAC goes, the MAC is forgotten and its other entry removed, so the next
@@ -14,6 +14,7 @@
 //! that a restarted controller adopts what the switch already learned.
 
 use crate::reconcile::{FlowId, Reconciler};
+use crate::tables::{FORWARD, LEARN, OUT_CT};
 use rustc_hash::FxHashMap;
 use sdn_vswitch::flow::{Action, FlowSpec, MacMatch, Match, PortNo};
 use sdn_vswitch::wire::{EthernetAddress, EthernetFrame};
@@ -38,6 +39,8 @@ pub const DEFAULT_CAPACITY: usize = 8192;
 
 const PRIORITY_LEARNED: u16 = 100;
 const PRIORITY_DROP_GROUP_SRC: u16 = 200;
+/// The learning miss (above the pipeline skeleton's pass-through).
+const PRIORITY_MISS: u16 = 1;
 
 /// MAC learning state of one switch.
 #[derive(Debug)]
@@ -47,28 +50,26 @@ pub struct L2Switch {
     capacity: usize,
     /// MACs not learned because the table was full.
     pub refused: u64,
-    /// First of its two tables.
-    base: u8,
 }
 
-fn src_flow(mac: EthernetAddress, port: PortNo, aging: Duration, base: u8) -> FlowSpec {
+fn src_flow(mac: EthernetAddress, port: PortNo, aging: Duration) -> FlowSpec {
     FlowSpec::new(
-        base,
+        LEARN,
         PRIORITY_LEARNED,
         Match {
             in_port: Some(port),
             eth_src: Some(MacMatch::exact(mac)),
             ..Match::default()
         },
-        vec![Action::GotoTable(base + 1)],
+        vec![Action::GotoTable(OUT_CT)],
     )
     .with_cookie(COOKIE_LEARNED_SRC)
     .with_idle_timeout(aging)
 }
 
-fn dst_flow(mac: EthernetAddress, port: PortNo, aging: Duration, base: u8) -> FlowSpec {
+fn dst_flow(mac: EthernetAddress, port: PortNo, aging: Duration) -> FlowSpec {
     FlowSpec::new(
-        base + 1,
+        FORWARD,
         PRIORITY_LEARNED,
         Match {
             eth_dst: Some(MacMatch::exact(mac)),
@@ -93,14 +94,7 @@ impl L2Switch {
             aging,
             capacity,
             refused: 0,
-            base: 0,
         }
-    }
-
-    /// The same application in tables `base` and `base + 1` (behind a firewall).
-    pub fn with_base(mut self, base: u8) -> L2Switch {
-        self.base = base;
-        self
     }
 
     /// MACs learned.
@@ -118,21 +112,21 @@ impl L2Switch {
         vec![
             r.want(
                 FlowSpec::new(
-                    self.base,
-                    0,
+                    LEARN,
+                    PRIORITY_MISS,
                     Match::default(),
                     vec![
                         Action::Controller {
                             max_len: PACKET_IN_BYTES,
                         },
-                        Action::GotoTable(self.base + 1),
+                        Action::GotoTable(OUT_CT),
                     ],
                 )
                 .with_cookie(COOKIE_BASE),
             ),
             r.want(
                 FlowSpec::new(
-                    self.base,
+                    LEARN,
                     PRIORITY_DROP_GROUP_SRC,
                     Match {
                         eth_src: Some(MacMatch::multicast()),
@@ -143,7 +137,7 @@ impl L2Switch {
                 .with_cookie(COOKIE_BASE),
             ),
             r.want(
-                FlowSpec::new(self.base + 1, 0, Match::default(), vec![Action::Flood])
+                FlowSpec::new(FORWARD, 0, Match::default(), vec![Action::Flood])
                     .with_cookie(COOKIE_BASE),
             ),
         ]
@@ -169,7 +163,7 @@ impl L2Switch {
             Some(port) if port == in_port => return changed,
             Some(old_port) => {
                 // The MAC moved: its old source entry must go.
-                let old = FlowId::of(&src_flow(mac, old_port, self.aging, self.base));
+                let old = FlowId::of(&src_flow(mac, old_port, self.aging));
                 r.unwant(&old);
                 changed.push(old);
             }
@@ -180,8 +174,8 @@ impl L2Switch {
             None => {}
         }
         self.macs.insert(mac, in_port);
-        changed.push(r.want(src_flow(mac, in_port, self.aging, self.base)));
-        changed.push(r.want(dst_flow(mac, in_port, self.aging, self.base)));
+        changed.push(r.want(src_flow(mac, in_port, self.aging)));
+        changed.push(r.want(dst_flow(mac, in_port, self.aging)));
         changed
     }
 
@@ -206,8 +200,8 @@ impl L2Switch {
         }
         self.macs.remove(&mac);
         let ids = vec![
-            FlowId::of(&src_flow(mac, port, self.aging, self.base)),
-            FlowId::of(&dst_flow(mac, port, self.aging, self.base)),
+            FlowId::of(&src_flow(mac, port, self.aging)),
+            FlowId::of(&dst_flow(mac, port, self.aging)),
         ];
         for id in &ids {
             r.unwant(id);
@@ -246,8 +240,8 @@ impl L2Switch {
         for (mac, port) in sources {
             if destinations.get(&mac) == Some(&port) && self.macs.len() < self.capacity {
                 self.macs.insert(mac, port);
-                r.want(src_flow(mac, port, self.aging, self.base));
-                r.want(dst_flow(mac, port, self.aging, self.base));
+                r.want(src_flow(mac, port, self.aging));
+                r.want(dst_flow(mac, port, self.aging));
             }
         }
     }
@@ -297,9 +291,9 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (FlowModCommand::Delete { strict: true }, 0),
-                (FlowModCommand::Add, 0),
-                (FlowModCommand::Add, 1)
+                (FlowModCommand::Delete { strict: true }, LEARN),
+                (FlowModCommand::Add, LEARN),
+                (FlowModCommand::Add, FORWARD)
             ]
         );
         assert_eq!(l2.port_of(mac(1)), Some(2));
@@ -327,17 +321,17 @@ mod tests {
         let (mut l2, mut r) = setup();
         let ids = l2.on_packet_in(1, &frame_from(1), &mut r);
         r.sync_ids(&ids);
-        let expired_dst = dst_flow(mac(1), 1, Duration::from_secs(300), 0);
+        let expired_dst = dst_flow(mac(1), 1, Duration::from_secs(300));
         let ids = l2.on_flow_removed(&expired_dst, &mut r);
         let mods = r.sync_ids(&ids);
         assert_eq!(mods.len(), 1, "only the source entry is left to delete");
         assert_eq!(mods[0].command, FlowModCommand::Delete { strict: true });
-        assert_eq!(mods[0].spec.table, 0);
+        assert_eq!(mods[0].spec.table, LEARN);
         assert_eq!(l2.learned(), 0);
         // A stale removal (from an old binding) does nothing.
         l2.on_packet_in(2, &frame_from(1), &mut r);
         assert!(
-            l2.on_flow_removed(&src_flow(mac(1), 1, Duration::from_secs(300), 0), &mut r)
+            l2.on_flow_removed(&src_flow(mac(1), 1, Duration::from_secs(300)), &mut r)
                 .is_empty()
         );
         assert_eq!(l2.port_of(mac(1)), Some(2));
@@ -347,9 +341,9 @@ mod tests {
     fn adopts_what_the_switch_learned() {
         let aging = Duration::from_secs(300);
         let installed = vec![
-            src_flow(mac(1), 1, aging, 0),
-            dst_flow(mac(1), 1, aging, 0),
-            src_flow(mac(2), 2, aging, 0), // no partner: not adopted
+            src_flow(mac(1), 1, aging),
+            dst_flow(mac(1), 1, aging),
+            src_flow(mac(2), 2, aging), // no partner: not adopted
             FlowSpec::new(3, 7, Match::default(), vec![]), // foreign: deleted
         ];
         let mut l2 = L2Switch::new(aging, 10);

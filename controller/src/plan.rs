@@ -3,7 +3,7 @@
 //! tunnel endpoint, the remote endpoints of each VNI, and where the hosts of
 //! those VNIs live (so remote MACs are programmed, not only learned).
 
-use crate::topology::{NodeKind, PortMode, Topology};
+use crate::topology::{NodeKind, PortMode, Switch, Topology};
 use sdn_vswitch::flow::PortNo;
 use sdn_vswitch::wire::EthernetAddress;
 use std::collections::BTreeMap;
@@ -70,6 +70,38 @@ pub fn access_vlan(mode: &PortMode) -> Option<u16> {
         PortMode::Access { vlan, .. } => Some(*vlan),
         PortMode::Trunk { native, .. } => *native,
     }
+}
+
+/// Every VLAN a switch carries: its ports' VLANs and those it tunnels.
+pub fn vlans_of(switch: &Switch) -> std::collections::BTreeSet<u16> {
+    vlans_carried(
+        switch.ports.iter().map(|p| &p.mode),
+        switch.vlan_vni.keys().copied(),
+    )
+}
+
+/// The VLANs of ports with `modes`, and the `tunnelled` ones.
+pub fn vlans_carried<'m>(
+    modes: impl IntoIterator<Item = &'m PortMode>,
+    tunnelled: impl IntoIterator<Item = u16>,
+) -> std::collections::BTreeSet<u16> {
+    let mut vlans = std::collections::BTreeSet::new();
+    for mode in modes {
+        match mode {
+            PortMode::Plain => {
+                vlans.insert(DEFAULT_VLAN);
+            }
+            PortMode::Access { vlan, .. } => {
+                vlans.insert(*vlan);
+            }
+            PortMode::Trunk {
+                vlans: carried,
+                native,
+            } => vlans.extend(carried.iter().copied().chain(*native)),
+        }
+    }
+    vlans.extend(tunnelled);
+    vlans
 }
 
 /// The plan of switch `name`; `None` if the topology has no such switch.

@@ -160,6 +160,35 @@ impl Reconciler {
     }
 }
 
+/// The entries one application wants, as it last asked for them: wanting
+/// a new list unwants what is no longer in it.
+#[derive(Debug, Default, Clone)]
+pub struct FlowSet {
+    ids: Vec<FlowId>,
+}
+
+impl FlowSet {
+    /// Wants every flow of `flows` in `r`; returns their ids.
+    pub fn want(&mut self, flows: &[FlowSpec], r: &mut Reconciler) -> Vec<FlowId> {
+        self.ids = flows.iter().map(|spec| r.want(spec.clone())).collect();
+        self.ids.clone()
+    }
+
+    /// Replaces the wanted flows by `flows`; returns the ids whose desired
+    /// state changed (entries gone, and entries new or different).
+    pub fn replace(&mut self, flows: &[FlowSpec], r: &mut Reconciler) -> Vec<FlowId> {
+        let old = std::mem::take(&mut self.ids);
+        let wanted = self.want(flows, r);
+        let keep: rustc_hash::FxHashSet<&FlowId> = wanted.iter().collect();
+        let mut changed: Vec<FlowId> = old.into_iter().filter(|id| !keep.contains(id)).collect();
+        for id in &changed {
+            r.unwant(id);
+        }
+        changed.extend(wanted);
+        changed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,8 @@ impl Stations {
 #[derive(Debug, Clone)]
 pub struct Segments {
     of: HashMap<(String, String), usize>,
+    /// Per switch: its VLANs (`None` on a plain switch) and their segments.
+    switches: HashMap<String, Vec<(Option<u16>, usize)>>,
 }
 
 /// A port of a switch as a segment sees it.
@@ -135,7 +137,38 @@ impl Segments {
                 of.insert((host.name.clone(), iface.name.clone()), stations.root(id));
             }
         }
-        Segments { of }
+        let mut switches = HashMap::new();
+        for switch in &topology.switches {
+            let vlans: Vec<Option<u16>> = if topology.vlan_aware(switch) {
+                crate::plan::vlans_of(switch)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None]
+            };
+            let list = vlans
+                .into_iter()
+                .map(|vlan| {
+                    let id = stations.id(Station::Switch(switch.name.clone(), vlan));
+                    (vlan, stations.root(id))
+                })
+                .collect();
+            switches.insert(switch.name.clone(), list);
+        }
+        Segments { of, switches }
+    }
+
+    /// Where `switch` carries the segment of a host interface: `Some(None)`
+    /// on a plain switch, `Some(Some(vlan))` on a VLAN-aware one, `None` if
+    /// the segment does not reach the switch.
+    pub fn reach(&self, switch: &str, interface: (&str, &str)) -> Option<Option<u16>> {
+        let segment = self.id(interface)?;
+        self.switches
+            .get(switch)?
+            .iter()
+            .find(|(_, s)| *s == segment)
+            .map(|(vlan, _)| *vlan)
     }
 
     /// The segment of a host interface (an arbitrary number, equal for

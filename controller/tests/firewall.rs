@@ -219,7 +219,7 @@ fn three_tiers_open_only_the_intended_paths() {
     assert!(rule_packets(&lab, "web-nsg", "allow-web") >= 1);
     assert!(rule_packets(&lab, "db-monitoring", "inbound[1]") >= 1);
     let flows = lab.sdn(&["dump-flows", "sw1", "--lab", &lab.name]);
-    assert!(text(&flows.stdout).contains("actions=ct(commit,zone=5,table=6)"));
+    assert!(text(&flows.stdout).contains("actions=ct(commit,zone=5,table=13)"));
     let log_path = sdn_controller::lab::record::run_dir(&lab.name).join("flow-log.jsonl");
     wait_for("the flow log", Duration::from_secs(5), || {
         std::fs::read_to_string(&log_path).is_ok_and(|t| t.contains("\"rule\":\"deny-ssh\""))
@@ -407,10 +407,10 @@ security:
     // h2 sits behind sw2, an access port in VLAN 10 carried over VNI 5010.
     assert!(pings(&lab, "h1", "10.150.0.2"));
     assert!(!tcp_works(&lab, "h1", "h2", at("10.150.0.2", 80)));
-    assert!(tcp_works(&lab, "h2", "h1", at("10.150.0.1", 80)));
+    assert!(tcp_works(&lab, "h2", "h1", at("10.150.0.3", 80)));
     let ct = lab.sdn(&["conntrack", "sw2", "--lab", &lab.name]);
     assert!(
-        text(&ct.stdout).contains("10.150.0.1:80"),
+        text(&ct.stdout).contains("10.150.0.3:80"),
         "{}",
         text(&ct.stdout)
     );

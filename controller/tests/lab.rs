@@ -47,15 +47,15 @@ fn demo_lab_forwards_and_comes_down_clean() {
         text(&up.stdout)
     );
 
-    lab.ping("h1", "10.0.0.2");
-    lab.ping("h2", "10.0.0.3");
-    lab.ping("h3", "10.0.0.1");
+    lab.ping("h1", "10.0.0.12");
+    lab.ping("h2", "10.0.0.13");
+    lab.ping("h3", "10.0.0.11");
 
     let data = pattern(10 * 1024 * 1024, 7);
     let got = tcp_transfer(
         &lab.ns("h2"),
         &lab.ns("h1"),
-        "10.0.0.2:7001".parse().unwrap(),
+        "10.0.0.12:7001".parse().unwrap(),
         &data,
     );
     assert_eq!(got.len(), data.len());
@@ -63,7 +63,7 @@ fn demo_lab_forwards_and_comes_down_clean() {
     let got = tcp_transfer(
         &lab.ns("h1"),
         &lab.ns("h3"),
-        "10.0.0.1:7002".parse().unwrap(),
+        "10.0.0.11:7002".parse().unwrap(),
         &data[..1_000_000],
     );
     assert!(
@@ -85,12 +85,12 @@ fn demo_lab_forwards_and_comes_down_clean() {
         assert!(
             flows
                 .iter()
-                .any(|f| f["match"]["dl_src"] == mac.as_str() && f["table"] == 0),
+                .any(|f| f["match"]["dl_src"] == mac.as_str() && f["table"] == 2),
             "no source entry for {host}"
         );
         let dst = flows
             .iter()
-            .find(|f| f["match"]["dl_dst"] == mac.as_str() && f["table"] == 1)
+            .find(|f| f["match"]["dl_dst"] == mac.as_str() && f["table"] == 13)
             .expect("destination entry");
         assert!(
             dst["n_packets"].as_u64().unwrap() > 0,
@@ -101,7 +101,7 @@ fn demo_lab_forwards_and_comes_down_clean() {
     let text_flows = lab.sdn(&["dump-flows", "sw1", "--lab", &name]);
     let listing = text(&text_flows.stdout);
     assert!(
-        listing.contains("actions=CONTROLLER:128,goto_table:1"),
+        listing.contains("actions=CONTROLLER:128,goto_table:3"),
         "{listing}"
     );
     assert!(listing.contains("actions=FLOOD"), "{listing}");
@@ -166,7 +166,7 @@ fn capture_writes_the_frames_that_crossed_the_port() {
     let name = unique_name("cap");
     let lab = Lab::new(&name, &three_hosts(&name, "secure"));
     lab.up();
-    lab.ping("h1", "10.0.0.2");
+    lab.ping("h1", "10.0.0.12");
     let file = lab.dir.join("p2.pcap");
     let mut capture = Command::new(sdn_binary())
         .args([
@@ -193,11 +193,11 @@ fn capture_writes_the_frames_that_crossed_the_port() {
     let payload = b"sdn capture test payload 0123456789";
     udp_send(
         &lab.ns("h1"),
-        "10.0.0.1:40000".parse().unwrap(),
-        "10.0.0.2:9999".parse().unwrap(),
+        "10.0.0.11:40000".parse().unwrap(),
+        "10.0.0.12:9999".parse().unwrap(),
         payload,
     );
-    lab.ping("h2", "10.0.0.1");
+    lab.ping("h2", "10.0.0.11");
     let status = capture.wait().expect("capture ends");
     assert!(status.success());
 
@@ -225,7 +225,7 @@ fn capture_writes_the_frames_that_crossed_the_port() {
     assert_eq!(udp.0.to_string(), h1);
     assert_eq!(udp.1.to_string(), h2);
     assert_eq!(udp.2, EtherType::Ipv4);
-    assert_eq!(udp.3.to_string(), "10.0.0.1");
+    assert_eq!(udp.3.to_string(), "10.0.0.11");
     assert_eq!(udp.4, payload.to_vec());
     // Frames in the other direction crossed the port too (h2's echo requests).
     assert!(
@@ -245,7 +245,7 @@ fn capture_writes_the_frames_that_crossed_the_port() {
             text(&out.stderr)
         );
         assert!(
-            text(&out.stdout).contains("10.0.0.1.40000 > 10.0.0.2.9999: UDP"),
+            text(&out.stdout).contains("10.0.0.11.40000 > 10.0.0.12.9999: UDP"),
             "{}",
             text(&out.stdout)
         );
@@ -260,7 +260,7 @@ fn controller_restart_keeps_secure_flows_and_resyncs() {
     let name = unique_name("restart");
     let lab = Lab::new(&name, &three_hosts(&name, "secure"));
     lab.up();
-    lab.ping("h1", "10.0.0.2");
+    lab.ping("h1", "10.0.0.12");
     let h1 = mac_of(&lab, "h1");
     let learned_before = flows_json(&lab)
         .into_iter()
@@ -280,12 +280,12 @@ fn controller_restart_keeps_secure_flows_and_resyncs() {
     assert_eq!(status_json(&lab)["controller"]["running"], false);
 
     // Secure mode: installed flows keep forwarding without the controller.
-    lab.ping("h1", "10.0.0.2");
+    lab.ping("h1", "10.0.0.12");
     let data = pattern(2 * 1024 * 1024, 3);
     let got = tcp_transfer(
         &lab.ns("h2"),
         &lab.ns("h1"),
-        "10.0.0.2:7003".parse().unwrap(),
+        "10.0.0.12:7003".parse().unwrap(),
         &data,
     );
     assert!(
@@ -327,11 +327,11 @@ fn controller_restart_keeps_secure_flows_and_resyncs() {
         "the learned entry survived the restart: {learned_before} → {learned_after}"
     );
     assert_eq!(learned_after["cookie"], learned_before["cookie"]);
-    lab.ping("h3", "10.0.0.1");
+    lab.ping("h3", "10.0.0.11");
     let got = tcp_transfer(
         &lab.ns("h3"),
         &lab.ns("h2"),
-        "10.0.0.3:7004".parse().unwrap(),
+        "10.0.0.13:7004".parse().unwrap(),
         &data,
     );
     assert!(got == data);
@@ -353,12 +353,12 @@ fn standalone_switch_fails_open_and_comes_back() {
         std::fs::read_to_string(&switch_log)
             .is_ok_and(|log| log.contains("failing open as a learning switch"))
     });
-    lab.ping("h1", "10.0.0.3");
-    lab.ping("h2", "10.0.0.1");
+    lab.ping("h1", "10.0.0.13");
+    lab.ping("h2", "10.0.0.11");
     let resumed = lab.sdn(&["up", "--resume", lab.file.to_str().unwrap()]);
     assert!(resumed.status.success(), "{}", text(&resumed.stderr));
     assert_eq!(status_json(&lab)["switches"][0]["synced"], true);
-    lab.ping("h3", "10.0.0.2");
+    lab.ping("h3", "10.0.0.12");
 }
 
 #[test]
@@ -432,7 +432,7 @@ fn a_bad_topology_is_refused_before_anything_is_created() {
     }
     let name = unique_name("bad");
     let bad = three_hosts(&name, "secure")
-        .replace("address: 10.0.0.3/24", "address: 10.0.9.3/24")
+        .replace("address: 10.0.0.13/24", "address: 10.0.9.3/24")
         .replace("cidr: 10.0.0.0/16", "cidr: 10.0.0.0/33");
     let lab = Lab::new(&name, &bad);
     let out = lab.sdn(&["up", lab.file.to_str().unwrap()]);
@@ -490,13 +490,13 @@ fn a_port_without_offloads_gets_segmented_frames() {
     );
     let lab = Lab::new(&name, &topology);
     lab.up();
-    lab.ping("h1", "10.0.0.2");
+    lab.ping("h1", "10.0.0.12");
     // h1 sends TSO super-frames; p2 cannot take them, so the switch segments them.
     let data = pattern(4 * 1024 * 1024, 11);
     let got = tcp_transfer(
         &lab.ns("h2"),
         &lab.ns("h1"),
-        "10.0.0.2:7005".parse().unwrap(),
+        "10.0.0.12:7005".parse().unwrap(),
         &data,
     );
     assert!(
@@ -506,7 +506,7 @@ fn a_port_without_offloads_gets_segmented_frames() {
     let got = tcp_transfer(
         &lab.ns("h1"),
         &lab.ns("h2"),
-        "10.0.0.1:7006".parse().unwrap(),
+        "10.0.0.11:7006".parse().unwrap(),
         &data,
     );
     assert!(got == data, "TCP h2→h1 arrived altered");
@@ -545,7 +545,7 @@ fn switches_reach_a_controller_over_tcp() {
     let status = status_json(&lab);
     assert_eq!(status["controller"]["answering"], true);
     assert_eq!(status["switches"][0]["synced"], true);
-    lab.ping("h1", "10.0.0.3");
+    lab.ping("h1", "10.0.0.13");
     let flows = flows_json(&lab);
     assert!(
         flows

@@ -122,7 +122,7 @@ fn vlans_stay_apart_and_the_trunk_carries_their_tags() {
     udp(
         &lab,
         "a1",
-        "10.10.0.1:4000",
+        "10.10.0.7:4000",
         "10.10.0.3:9999",
         b"vlan-10-payload",
     );
@@ -191,7 +191,7 @@ fn vlans_stay_apart_and_the_trunk_carries_their_tags() {
     // A tagged frame on an access port, and a VID the trunk does not carry,
     // are dropped and counted.
     let before = (dropped_on(&lab, "sw1", "p1"), dropped_on(&lab, "sw1", "t1"));
-    let tagged = FrameBuilder::udp4("10.10.0.1:1", "10.10.0.255:2", b"smuggled-tag")
+    let tagged = FrameBuilder::udp4("10.10.0.7:1", "10.10.0.255:2", b"smuggled-tag")
         .src_mac(a1)
         .dst_mac(EthernetAddress::BROADCAST)
         .vlan(20, 0)
@@ -286,28 +286,28 @@ fn tenants_cross_the_underlay_in_their_own_vnis() {
     udp(
         &lab,
         "a1",
-        "10.1.1.1:5000",
+        "10.1.1.3:5000",
         "10.1.1.2:9999",
         b"tenant-a-secret",
     );
     udp(
         &lab,
         "a1",
-        "10.1.1.1:5000",
+        "10.1.1.3:5000",
         "10.1.1.2:9999",
         b"tenant-a-again",
     );
     udp(
         &lab,
         "b1",
-        "10.1.1.1:5000",
+        "10.1.1.3:5000",
         "10.1.1.2:9999",
         b"tenant-b-secret",
     );
     udp(
         &lab,
         "a1",
-        "10.1.1.1:5001",
+        "10.1.1.3:5001",
         "10.1.1.255:9999",
         b"tenant-a-broadcast",
     );
@@ -397,7 +397,7 @@ fn tenants_cross_the_underlay_in_their_own_vnis() {
     let received = tcp_transfer(
         &lab.ns("b1"),
         &lab.ns("b2"),
-        "10.1.1.1:7002".parse().unwrap(),
+        "10.1.1.3:7002".parse().unwrap(),
         &data,
     );
     assert!(received == data, "and for the other tenant");
@@ -446,7 +446,7 @@ switches:
     vlan_vni: {{ 10: 5001 }}
     ports: [{{ name: p1, mode: access, vlan: 10 }}]
 hosts:
-  - {{ name: a1, interfaces: [{{ name: eth0, subnet: web, address: 10.1.1.1/24 }}] }}
+  - {{ name: a1, interfaces: [{{ name: eth0, subnet: web, address: 10.1.1.3/24 }}] }}
 links:
   - [a1:eth0, sw1:p1]
 "
@@ -486,7 +486,7 @@ links:
         "the kernel's own choice matches the hosts'"
     );
     lab.ping("a1", "10.1.1.2");
-    lab.ping("linux", "10.1.1.1");
+    lab.ping("linux", "10.1.1.3");
     let data = pattern(2 << 20, 11);
     let received = tcp_transfer(
         &lab.ns("linux"),
@@ -501,7 +501,7 @@ links:
     let received = tcp_transfer(
         &lab.ns("a1"),
         &lab.ns("linux"),
-        "10.1.1.1:7004".parse().unwrap(),
+        "10.1.1.3:7004".parse().unwrap(),
         &data,
     );
     assert!(received == data, "and back");

@@ -128,6 +128,7 @@ fn firewall(n: u16, now: Instant) -> Pipeline {
         zone: 1,
         commit,
         table,
+        nat: None,
     };
     add(FlowSpec::new(0, 1, ip.clone(), vec![ct(false, 1)]));
     let est = Match {

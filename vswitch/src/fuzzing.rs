@@ -236,6 +236,7 @@ pub fn frame_pipeline(data: &[u8]) {
                     zone: 3,
                     commit: true,
                     table: 2,
+                    nat: None,
                 },
             ],
         ),
@@ -258,6 +259,7 @@ pub fn frame_pipeline(data: &[u8]) {
     }
     let mut frame = crate::pipeline::OwnedFrame::new(frame);
     let meta = FrameMeta {
+        gso_size: 0,
         in_port: u32::from(selector % 4),
         segments: 1,
         partial_checksum: selector & 0x80 != 0,

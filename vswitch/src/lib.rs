@@ -9,6 +9,7 @@ pub mod classifier;
 pub mod conntrack;
 pub mod datapath;
 pub mod flow;
+pub mod fragment;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gso;

@@ -138,6 +138,11 @@ pub(super) async fn dump_ports(switch: &str, lab: Option<&str>, as_json: bool) -
                 "cache_hits": datapath.cache_hits,
                 "cache_misses": datapath.cache_misses,
                 "segmented_frames": datapath.segmented_frames,
+                "icmp_sent": datapath.icmp_sent,
+                "icmp_limited": datapath.icmp_limited,
+                "ttl_expired": datapath.ttl_expired,
+                "too_big": datapath.too_big,
+                "fragmented_frames": datapath.fragmented_frames,
             }
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -164,6 +169,14 @@ pub(super) async fn dump_ports(switch: &str, lab: Option<&str>, as_json: bool) -
             datapath.packet_in_sent,
             datapath.packet_in_dropped,
             datapath.segmented_frames
+        );
+        println!(
+            "  router:   ICMP errors sent={} rate-limited={}, TTL expired={}, too big (DF)={}, fragmented={}",
+            datapath.icmp_sent,
+            datapath.icmp_limited,
+            datapath.ttl_expired,
+            datapath.too_big,
+            datapath.fragmented_frames
         );
     }
     Ok(())

@@ -5,6 +5,7 @@ mod capture;
 mod demo;
 mod flows;
 mod labs;
+mod routing;
 mod security;
 mod status;
 
@@ -68,8 +69,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply the security section of an edited topology file to its running
-    /// lab: new rules take effect at once, without restarting anything.
+    /// Apply the security section and route tables of an edited topology
+    /// file to its running lab: they take effect at once, without
+    /// restarting anything.
     Apply {
         /// Topology file.
         topology: PathBuf,
@@ -92,6 +94,22 @@ enum Command {
     Rules {
         /// Switch name.
         switch: String,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the effective routes of the subnets whose hosts a switch holds
+    /// (system, peering and user routes, as Azure lists them), with the
+    /// packets each carried there.
+    Routes {
+        /// Switch name.
+        switch: String,
+        /// Only this subnet (`subnet` or `network/subnet`).
+        #[arg(long)]
+        subnet: Option<String>,
         /// Lab (needed only when several are up).
         #[arg(long)]
         lab: Option<String>,
@@ -234,6 +252,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rules { switch, lab, json } => {
             security::rules(&switch, lab.as_deref(), json).await
         }
+        Command::Routes {
+            switch,
+            subnet,
+            lab,
+            json,
+        } => routing::routes(&switch, subnet.as_deref(), lab.as_deref(), json).await,
         Command::DumpPorts { switch, lab, json } => {
             flows::dump_ports(&switch, lab.as_deref(), json).await
         }

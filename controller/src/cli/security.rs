@@ -28,10 +28,10 @@ pub(super) async fn apply(topology: &Path) -> Result<()> {
     std::fs::write(&lab.topology_copy, &text)
         .with_context(|| format!("update {}", lab.topology_copy.display()))?;
     if reply.changed_switches.is_empty() {
-        println!("lab {}: security rules unchanged", parsed.name);
+        println!("lab {}: security rules and routes unchanged", parsed.name);
     } else {
         println!(
-            "lab {}: security rules applied on {} (+{} -{} flows)",
+            "lab {}: security rules and routes applied on {} (+{} -{} flows)",
             parsed.name,
             reply.changed_switches.join(", "),
             reply.flows_added,
@@ -49,6 +49,18 @@ pub(super) async fn apply(topology: &Path) -> Result<()> {
 
 fn addr(bytes: &[u8]) -> String {
     <[u8; 4]>::try_from(bytes).map_or_else(|_| "?".into(), |b| Ipv4Addr::from(b).to_string())
+}
+
+/// Whether a connection's replies come back other than to where it went
+/// (its reply tuple is not the original reversed).
+fn natted(
+    orig: &sdn_proto::southbound::ConnTuple,
+    reply: &sdn_proto::southbound::ConnTuple,
+) -> bool {
+    orig.src != reply.dst
+        || orig.dst != reply.src
+        || orig.sport != reply.dport
+        || orig.dport != reply.sport
 }
 
 fn proto_name(proto: u32) -> String {
@@ -79,9 +91,12 @@ pub(super) async fn conntrack(
             .iter()
             .map(|c| {
                 let t = c.orig.clone().unwrap_or_default();
+                let r = c.reply.clone().unwrap_or_default();
                 json!({
                     "zone": c.zone, "port": port_of(c.zone), "proto": proto_name(t.proto),
                     "src": addr(&t.src), "sport": t.sport, "dst": addr(&t.dst), "dport": t.dport,
+                    "reply": {"src": addr(&r.src), "sport": r.sport, "dst": addr(&r.dst), "dport": r.dport},
+                    "nat": natted(&t, &r),
                     "state": c.state, "age_s": c.age_ms as f64 / 1000.0,
                     "expires_in_s": c.expires_in_ms as f64 / 1000.0,
                     "packets_orig": c.packets_orig, "packets_reply": c.packets_reply,
@@ -92,26 +107,30 @@ pub(super) async fn conntrack(
             "switch": switch, "connections": conns, "count": tracker.count,
             "capacity": tracker.capacity, "committed": tracker.committed,
             "expired": tracker.expired, "invalid": tracker.invalid, "full_drops": tracker.full_drops,
+            "nat_exhausted": tracker.nat_exhausted,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     println!(
-        "{:<6} {:<6} {:<5} {:<22} {:<22} {:<12} {:>8} {:>9}",
+        "{:<6} {:<10} {:<5} {:<22} {:<22} {:<12} {:>8} {:>9}",
         "zone", "port", "proto", "source", "destination", "state", "age", "expires"
     );
-    for c in &tracker.conns {
-        let t = c.orig.clone().unwrap_or_default();
-        let (src, dst) = if t.proto == 1 {
+    let ends = |t: &sdn_proto::southbound::ConnTuple| {
+        if t.proto == 1 {
             (addr(&t.src), format!("{} id={}", addr(&t.dst), t.sport))
         } else {
             (
                 format!("{}:{}", addr(&t.src), t.sport),
                 format!("{}:{}", addr(&t.dst), t.dport),
             )
-        };
+        }
+    };
+    for c in &tracker.conns {
+        let t = c.orig.clone().unwrap_or_default();
+        let (src, dst) = ends(&t);
         println!(
-            "{:<6} {:<6} {:<5} {:<22} {:<22} {:<12} {:>7.1}s {:>8.1}s",
+            "{:<6} {:<10} {:<5} {:<22} {:<22} {:<12} {:>7.1}s {:>8.1}s",
             c.zone,
             port_of(c.zone),
             proto_name(t.proto),
@@ -121,15 +140,20 @@ pub(super) async fn conntrack(
             c.age_ms as f64 / 1000.0,
             c.expires_in_ms as f64 / 1000.0
         );
+        if let Some(r) = c.reply.as_ref().filter(|r| natted(&t, r)) {
+            let (src, dst) = ends(r);
+            println!("{:<24}NAT: replies {src} -> {dst}", "");
+        }
     }
     println!(
-        "{} tracked of at most {}; committed {}, expired {}, invalid packets {}, refused when full {}",
+        "{} tracked of at most {}; committed {}, expired {}, invalid packets {}, refused when full {}, refused for want of a NAT port {}",
         tracker.count,
         tracker.capacity,
         tracker.committed,
         tracker.expired,
         tracker.invalid,
-        tracker.full_drops
+        tracker.full_drops,
+        tracker.nat_exhausted
     );
     Ok(())
 }

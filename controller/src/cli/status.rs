@@ -70,6 +70,10 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    let (networks, internet) = topology
+        .as_ref()
+        .map(|t| (networks_json(t), internet_json(t)))
+        .unwrap_or_default();
     json!({
         "name": lab.name,
         "topology": lab.topology,
@@ -84,8 +88,138 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
         },
         "switches": switches,
         "hosts": hosts,
+        "networks": networks,
+        "internet": internet,
         "namespaces": lab.namespaces,
     })
+}
+
+/// Networks with their subnets' gateways, route tables and NAT gateways.
+fn networks_json(t: &topology::Topology) -> Value {
+    let networks: Vec<Value> = t
+        .networks
+        .iter()
+        .map(|n| {
+            let peers: Vec<&str> = t
+                .networks
+                .iter()
+                .filter(|o| t.routing.peered(&n.name, &o.name))
+                .map(|o| o.name.as_str())
+                .collect();
+            json!({
+                "name": n.name,
+                "cidr": n.cidr.to_string(),
+                "internet_gateway": t.internet.gateway_of(&n.name).map(|g| g.name.clone()),
+                "peered_with": peers,
+                "subnets": n.subnets.iter().map(|s| json!({
+                    "name": s.name,
+                    "cidr": s.cidr.to_string(),
+                    "gateway": s.gateway.map(|g| g.to_string()),
+                    "route_table": t.routing.table_of(&n.name, &s.name).map(|r| r.name.clone()),
+                    "nat_gateway": t.internet.nat_gateway_of(&n.name, &s.name).map(|g| g.name.clone()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::from(networks)
+}
+
+/// The internet's router and hosts, public IPs and NAT gateways.
+fn internet_json(t: &topology::Topology) -> Value {
+    if !t.internet.present {
+        return Value::Null;
+    }
+    json!({
+        "namespace": crate::lab::internet::router_namespace(t),
+        "router": crate::topology::routing::INTERNET_ROUTER.to_string(),
+        "hosts": t.internet.hosts.iter().map(|h| json!({
+            "name": h.name,
+            "address": h.address.to_string(),
+            "namespace": t.namespace_of(&h.name),
+        })).collect::<Vec<_>>(),
+        "public_ips": t.internet.public_ips.iter().map(|p| json!({
+            "name": p.name,
+            "address": p.address.to_string(),
+            "interface": format!("{}:{}", p.interface.host, p.interface.interface),
+        })).collect::<Vec<_>>(),
+        "nat_gateways": t.internet.nat_gateways.iter().map(|g| json!({
+            "name": g.name,
+            "address": g.address.to_string(),
+            "ports": format!("{}-{}", g.ports.0, g.ports.1),
+            "switch": g.switch,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `sdn status` lines for the networks and the internet.
+fn network_lines(lab: &Value) -> Vec<String> {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut lines = Vec::new();
+    for n in lab["networks"].as_array().into_iter().flatten() {
+        let mut line = format!("network {} {}", text(&n["name"]), text(&n["cidr"]));
+        if let Some(igw) = n["internet_gateway"].as_str() {
+            line.push_str(&format!("  internet gateway {igw}"));
+        }
+        let peers: Vec<String> = n["peered_with"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        if !peers.is_empty() {
+            line.push_str(&format!("  peered with {}", peers.join(", ")));
+        }
+        lines.push(line);
+        for s in n["subnets"].as_array().into_iter().flatten() {
+            let mut line = format!(
+                "        subnet {:<8} {:<18} gateway {}",
+                text(&s["name"]),
+                text(&s["cidr"]),
+                s["gateway"].as_str().unwrap_or("none")
+            );
+            if let Some(rt) = s["route_table"].as_str() {
+                line.push_str(&format!("  route table {rt}"));
+            }
+            if let Some(nat) = s["nat_gateway"].as_str() {
+                line.push_str(&format!("  NAT gateway {nat}"));
+            }
+            lines.push(line);
+        }
+    }
+    let i = &lab["internet"];
+    if i.is_object() {
+        lines.push(format!(
+            "internet netns {}  router {}",
+            text(&i["namespace"]),
+            text(&i["router"])
+        ));
+        for h in i["hosts"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "        host {:<10} {:<15} netns {}",
+                text(&h["name"]),
+                text(&h["address"]),
+                text(&h["namespace"])
+            ));
+        }
+        for p in i["public_ips"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "        public IP {} {} -> {}",
+                text(&p["name"]),
+                text(&p["address"]),
+                text(&p["interface"])
+            ));
+        }
+        for g in i["nat_gateways"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "        NAT gateway {} {} ports {} on {}",
+                text(&g["name"]),
+                text(&g["address"]),
+                text(&g["ports"]),
+                text(&g["switch"])
+            ));
+        }
+    }
+    lines
 }
 
 fn port_vlans_json(p: &mgmt::PortVlans) -> Value {
@@ -267,6 +401,9 @@ fn print_lab(lab: &Value) {
             text(&h["namespace"]),
             interfaces.join(", ")
         );
+    }
+    for line in network_lines(lab) {
+        println!("  {line}");
     }
 }
 

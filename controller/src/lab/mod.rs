@@ -4,6 +4,7 @@
 //! and a teardown that leaves nothing behind.
 
 pub mod ethtool;
+pub mod internet;
 pub mod netlink;
 pub mod netns;
 pub mod process;
@@ -13,7 +14,7 @@ use crate::client;
 use crate::plan::TUNNEL_PORT;
 use crate::topology::{
     CpuPin, DEFAULT_UNDERLAY_MTU, Listen, NodeKind, Topology, UNDERLAY_BRIDGE, UNDERLAY_DEVICE,
-    VXLAN_OVERHEAD,
+    UPLINK_PORT, UPLINK_PORT_NAME, VXLAN_OVERHEAD,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use netlink::{Netlink, VethEnd};
@@ -145,6 +146,10 @@ fn switch_argv(topology: &Topology, name: &str, address: &str) -> Result<Vec<Str
         let suffix = if port.offloads { "" } else { ":no-offloads" };
         argv.push(format!("{}={}{}", port.number, port.name, suffix));
     }
+    if topology.has_uplink(name) {
+        argv.push("--port".into());
+        argv.push(format!("{UPLINK_PORT}={UPLINK_PORT_NAME}"));
+    }
     Ok(argv)
 }
 
@@ -258,6 +263,7 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
     for link in &topology.links {
         create_link(topology, link)?;
     }
+    internet::build(topology)?;
     for switch in &topology.switches {
         bring_up_ports(topology, switch)?;
         for port in switch.ports.iter().filter(|p| !p.offloads) {
@@ -462,6 +468,12 @@ fn bring_up_ports(topology: &Topology, switch: &crate::topology::Switch) -> Resu
 
 fn configure_host(topology: &Topology, host: &crate::topology::Host) -> Result<()> {
     let namespace = topology.namespace_of(&host.name);
+    // The default route goes to the gateway of the first interface's subnet.
+    let default_route = host.interfaces.iter().find_map(|i| {
+        let gateway = topology.subnet(&i.network, &i.subnet)?.gateway?;
+        i.address.is_ipv4().then(|| (i.name.clone(), gateway))
+    });
+    let forwards = host.interfaces.iter().any(|i| i.ip_forward);
     sdn_vswitch::netns::run_in(Some(&namespace), || {
         let mut nl = Netlink::open()?;
         nl.set_up(netlink::index_of("lo")?)?;
@@ -469,6 +481,28 @@ fn configure_host(topology: &Topology, host: &crate::topology::Host) -> Result<(
             let index = netlink::index_of(&iface.name)?;
             nl.add_address(index, iface.address, iface.prefix_len)?;
             nl.set_up(index)?;
+        }
+        if let Some((device, gateway)) = &default_route {
+            let index = netlink::index_of(device)?;
+            nl.add_route(
+                std::net::Ipv4Addr::UNSPECIFIED,
+                0,
+                Some(*gateway),
+                index,
+                false,
+            )?;
+        }
+        if forwards {
+            // A virtual appliance: forwards, and (one-armed) never tells
+            // senders to go around it.
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+            let mut keys: Vec<String> = vec!["all".into(), "default".into()];
+            keys.extend(host.interfaces.iter().map(|i| i.name.clone()));
+            for key in keys {
+                for (setting, value) in [("send_redirects", "0"), ("rp_filter", "0")] {
+                    std::fs::write(format!("/proc/sys/net/ipv4/conf/{key}/{setting}"), value)?;
+                }
+            }
         }
         Ok(())
     })

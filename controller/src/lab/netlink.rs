@@ -12,6 +12,10 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use sdn_vswitch::wire::EthernetAddress;
 use std::ffi::CString;
@@ -280,6 +284,65 @@ impl Netlink {
             RouteNetlinkMessage::NewAddress(message),
             NLM_F_CREATE | NLM_F_EXCL,
             &format!("add address {address}/{prefix_len}"),
+        )
+    }
+
+    /// Sets the Ethernet address of device `index`.
+    pub fn set_mac(&mut self, index: u32, mac: EthernetAddress) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        self.request(
+            RouteNetlinkMessage::SetLink(link),
+            0,
+            &format!("set the address of device {index} to {mac}"),
+        )
+    }
+
+    /// Adds an IPv4 route to `destination/prefix_len` out of device `index`:
+    /// through `via` (taken as on the link even outside its subnets when
+    /// `onlink`), or straight to the link when `via` is `None`.
+    pub fn add_route(
+        &mut self,
+        destination: std::net::Ipv4Addr,
+        prefix_len: u8,
+        via: Option<std::net::Ipv4Addr>,
+        index: u32,
+        onlink: bool,
+    ) -> io::Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = prefix_len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Static;
+        message.header.kind = RouteType::Unicast;
+        message.header.scope = if via.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if onlink {
+            message.header.flags = RouteFlags::Onlink;
+        }
+        if prefix_len > 0 {
+            message
+                .attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        }
+        if let Some(gateway) = via {
+            message
+                .attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        }
+        message.attributes.push(RouteAttribute::Oif(index));
+        let what = match via {
+            Some(gateway) => format!("add route {destination}/{prefix_len} via {gateway}"),
+            None => format!("add route {destination}/{prefix_len} to device {index}"),
+        };
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &what,
         )
     }
 }

@@ -1,16 +1,19 @@
-//! Rules into flows. A switch with filtered interfaces runs six firewall
-//! tables in front of its L2 application (which moves up to `APP_TABLE`):
+//! Rules into flows, in the security stages of the pipeline (`tables`):
 //!
-//! - 0: IPv4 from a filtered port, from the interface's own address, goes
-//!   through conntrack in the port's zone; any other IPv4 and IPv6 from it is
-//!   dropped; everything else (ARP) goes on to table 3.
-//! - 1, 2: outbound rules of the sending interface (its own layer, then its
-//!   subnet's). Established and related packets skip to table 3, invalid ones
-//!   are dropped; a new connection that every layer allows is committed.
-//! - 3: IPv4 to a filtered interface's MAC goes through conntrack in that
-//!   port's zone; IPv4 to a group address is dropped (as in cloud networks,
-//!   which carry no broadcast or multicast); the rest goes to the application.
-//! - 4, 5: inbound rules of the receiving interface (subnet layer first).
+//! - `OUT_CT`: IPv4 from a filtered port, from the interface's own address
+//!   (any address if it forwards), goes through conntrack in the port's zone;
+//!   any other IPv4 and IPv6 from it is dropped; everything else (ARP) goes
+//!   on to routing.
+//! - `OUT_NIC`, `OUT_SUBNET`: outbound rules of the sending interface (its
+//!   own layer, then its subnet's). Established and related packets skip to
+//!   routing, invalid ones are dropped; a new connection that every layer
+//!   allows is committed.
+//! - `IN_CT`: IPv4 to a filtered interface's MAC (after routing rewrote it)
+//!   goes through conntrack in that port's zone; IPv4 to a group address is
+//!   dropped (as in cloud networks, which carry no broadcast or multicast);
+//!   the rest goes on to forwarding.
+//! - `IN_SUBNET`, `IN_NIC`: inbound rules of the receiving interface (subnet
+//!   layer first).
 //!
 //! Rules never match connection state: only new connections reach them, so
 //! an established packet costs two conntrack lookups and a few cached table
@@ -24,20 +27,11 @@ use sdn_vswitch::flow::{Action, CtStateMatch, FlowSpec, IpPrefix, MacMatch, Matc
 use sdn_vswitch::wire::EthernetAddress;
 use std::net::IpAddr;
 
-/// Conntrack for frames from filtered ports.
-pub const TABLE_OUT_CT: u8 = 0;
-/// Outbound rules of the interface's own layer.
-pub const TABLE_OUT_NIC: u8 = 1;
-/// Outbound rules of its subnet's NSG.
-pub const TABLE_OUT_SUBNET: u8 = 2;
-/// Conntrack for frames to filtered interfaces.
-pub const TABLE_IN_CT: u8 = 3;
-/// Inbound rules of the subnet's NSG.
-pub const TABLE_IN_SUBNET: u8 = 4;
-/// Inbound rules of the interface's own layer.
-pub const TABLE_IN_NIC: u8 = 5;
-/// First table of the L2 application on a switch with a firewall.
-pub const APP_TABLE: u8 = 6;
+use crate::tables::{FORWARD, ROUTE};
+pub use crate::tables::{
+    IN_CT as TABLE_IN_CT, IN_NIC as TABLE_IN_NIC, IN_SUBNET as TABLE_IN_SUBNET,
+    OUT_CT as TABLE_OUT_CT, OUT_NIC as TABLE_OUT_NIC, OUT_SUBNET as TABLE_OUT_SUBNET,
+};
 
 /// Cookie bits of the firewall's entries.
 pub const COOKIE_FIREWALL: u64 = 0x5d02 << 48;
@@ -89,6 +83,9 @@ pub struct ProtectedPort {
     pub address: std::net::Ipv4Addr,
     /// Its rules.
     pub policy: PortPolicy,
+    /// It forwards packets of others (`ip_forward`), so it may send from any
+    /// address (as a cloud NIC with IP forwarding enabled).
+    pub forwards: bool,
 }
 
 /// What the firewall of one switch enforces.
@@ -149,11 +146,11 @@ fn stages(direction: Direction) -> Stages {
     match direction {
         Direction::Outbound => Stages {
             tables: [TABLE_OUT_NIC, TABLE_OUT_SUBNET],
-            after: TABLE_IN_CT,
+            after: ROUTE,
         },
         Direction::Inbound => Stages {
             tables: [TABLE_IN_SUBNET, TABLE_IN_NIC],
-            after: APP_TABLE,
+            after: FORWARD,
         },
     }
 }
@@ -334,20 +331,6 @@ pub fn compile(fw: &SwitchFirewall) -> Compiled {
         eth_type: Some(eth_type),
         ..Match::default()
     };
-    b.flow(
-        TABLE_OUT_CT,
-        0,
-        Match::default(),
-        vec![Action::GotoTable(TABLE_IN_CT)],
-        COOKIE_BASE,
-    );
-    b.flow(
-        TABLE_IN_CT,
-        0,
-        Match::default(),
-        vec![Action::GotoTable(APP_TABLE)],
-        COOKIE_BASE,
-    );
     if !fw.ports.is_empty() {
         let group = Match {
             eth_dst: Some(MacMatch::multicast()),
@@ -396,6 +379,7 @@ pub fn compile(fw: &SwitchFirewall) -> Compiled {
                 zone,
                 commit: false,
                 table: next,
+                nat: None,
             };
             let m4 = Match {
                 eth_type: Some(ETH_IPV4),
@@ -405,7 +389,7 @@ pub fn compile(fw: &SwitchFirewall) -> Compiled {
                 eth_type: Some(ETH_IPV6),
                 ..key.clone()
             };
-            if table == TABLE_OUT_CT {
+            if table == TABLE_OUT_CT && !p.forwards {
                 // A filtered interface sends from its own address only (as a
                 // cloud NIC does): a forged source cannot borrow another
                 // group's rules.
@@ -431,6 +415,7 @@ pub fn compile(fw: &SwitchFirewall) -> Compiled {
                 zone,
                 commit: true,
                 table: after,
+                nat: None,
             }];
             b.layer(
                 tables[0],

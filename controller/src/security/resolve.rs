@@ -7,6 +7,7 @@ use super::rules::{
     Access, Addresses, Direction, Layer, PortPolicy, PortRange, Rule, RuleRef, nsg_defaults,
     sort_nsg,
 };
+use crate::topology::routing::INTERNET_RANGES;
 use crate::topology::security::{Acg, InterfaceRef, Nsg, Peer};
 use crate::topology::{Interface, NodeKind, Topology, peer_of};
 use ipnet::{IpNet, Ipv4Net};
@@ -28,17 +29,24 @@ fn host_prefix(iface: &Interface) -> Option<Ipv4Net> {
     }
 }
 
-/// The IPv4 address space of an interface's network.
+/// The IPv4 address space of an interface's network and of the networks
+/// peered with it (what Azure's `VirtualNetwork` tag stands for).
 fn vnet_of(topology: &Topology, iface: &Interface) -> Vec<Ipv4Net> {
     topology
         .networks
         .iter()
-        .filter(|n| n.name == iface.network)
+        .filter(|n| n.name == iface.network || topology.routing.peered(&n.name, &iface.network))
         .filter_map(|n| match n.cidr {
             IpNet::V4(net) => Some(net),
             IpNet::V6(_) => None,
         })
         .collect()
+}
+
+/// The internet's public address space (what Azure's `Internet` tag
+/// stands for here).
+fn internet() -> Vec<Ipv4Net> {
+    INTERNET_RANGES.to_vec()
 }
 
 /// The addresses a peer stands for, seen from `iface`.
@@ -54,6 +62,7 @@ fn addresses(topology: &Topology, iface: &Interface, peer: &Peer) -> Addresses {
     match peer {
         Peer::Any => Addresses::Any,
         Peer::VirtualNetwork => Addresses::Prefixes(vnet_of(topology, iface)),
+        Peer::Internet => Addresses::Prefixes(internet()),
         Peer::Prefixes(p) => Addresses::Prefixes(p.clone()),
         Peer::Group(name) => {
             if let Some(asg) = security.asgs.iter().find(|a| &a.name == name) {
@@ -86,7 +95,11 @@ fn nsg_layer(topology: &Topology, iface: &Interface, nsg: &Nsg) -> Layer {
             dst_ports: r.destination_ports.clone(),
         })
         .collect();
-    rules.extend(nsg_defaults(&nsg.name, &vnet_of(topology, iface)));
+    rules.extend(nsg_defaults(
+        &nsg.name,
+        &vnet_of(topology, iface),
+        &internet(),
+    ));
     sort_nsg(&mut rules);
     Layer::Nsg {
         name: nsg.name.clone(),
@@ -190,6 +203,7 @@ pub fn switch_firewall(topology: &Topology, name: &str) -> SwitchFirewall {
                 mac: iface.mac,
                 address,
                 policy,
+                forwards: iface.ip_forward,
             });
         }
     }

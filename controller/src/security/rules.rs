@@ -4,85 +4,9 @@
 //! rules. `eval` decides packets straight from these; `compile` turns them
 //! into flows.
 
+pub use crate::topology::{Access, Direction, PortRange, Protocol};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
-
-/// Protocol a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// Any IPv4 protocol.
-    Any,
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-    /// ICMP.
-    Icmp,
-}
-
-impl Protocol {
-    /// The name rules are written with.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Any => "any",
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Icmp => "icmp",
-        }
-    }
-}
-
-/// What a matching rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// Let the packet (and its connection) through.
-    Allow,
-    /// Drop it.
-    Deny,
-}
-
-/// Which traffic of an interface a rule is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
-    /// Toward the interface's host.
-    Inbound,
-    /// From the interface's host.
-    Outbound,
-}
-
-impl Direction {
-    /// `inbound` or `outbound`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// An inclusive range of TCP/UDP ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    /// Every port.
-    pub const ANY: PortRange = PortRange { lo: 0, hi: 65535 };
-
-    /// Whether `port` is inside.
-    pub fn contains(self, port: u16) -> bool {
-        self.lo <= port && port <= self.hi
-    }
-
-    /// Whether this is every port.
-    pub fn is_any(self) -> bool {
-        self == PortRange::ANY
-    }
-}
 
 /// The addresses a rule names, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -240,9 +164,10 @@ impl PortPolicy {
 }
 
 /// The default rules every NSG ends with (as Azure's): allow traffic inside
-/// the virtual network both ways, allow all other outbound, deny all other
-/// inbound. `vnet` is the address space of the interface's network.
-pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net]) -> Vec<Rule> {
+/// the virtual network both ways, allow outbound to the internet, deny all
+/// other inbound and outbound. `vnet` is the address space of the
+/// interface's network (and its peers), `internet` the public one.
+pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net], internet: &[Ipv4Net]) -> Vec<Rule> {
     let rule = |name: &str, priority, direction, access, src: Addresses, dst: Addresses| Rule {
         origin: RuleRef {
             group: nsg.to_string(),
@@ -277,7 +202,7 @@ pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net]) -> Vec<Rule> {
             Outbound,
             Allow,
             Addresses::Any,
-            Addresses::Any,
+            Addresses::Prefixes(internet.to_vec()),
         ),
         rule(
             "DenyAllOutBound",

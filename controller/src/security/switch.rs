@@ -2,13 +2,12 @@
 //! flows it wants from the reconciler, their replacement when the rules
 //! change, and which tracked connections a change cuts.
 
-use super::compile::{APP_TABLE, Compiled, SwitchFirewall, compile, zone_of};
+use super::compile::{Compiled, SwitchFirewall, compile, zone_of};
 use super::eval::allows;
 use super::resolve::switch_firewall;
 use super::rules::{Direction, Packet, proto};
-use crate::reconcile::{FlowId, Reconciler};
+use crate::reconcile::{FlowId, FlowSet, Reconciler};
 use crate::topology::Topology;
-use rustc_hash::FxHashSet;
 use sdn_proto::southbound as pb;
 use std::net::Ipv4Addr;
 
@@ -17,7 +16,7 @@ use std::net::Ipv4Addr;
 pub struct Firewall {
     source: SwitchFirewall,
     compiled: Compiled,
-    ids: Vec<FlowId>,
+    flows: FlowSet,
 }
 
 impl Firewall {
@@ -33,16 +32,7 @@ impl Firewall {
         Firewall {
             source,
             compiled,
-            ids: Vec::new(),
-        }
-    }
-
-    /// First table of the L2 application behind it.
-    pub fn app_table(&self) -> u8 {
-        if self.source.ports.is_empty() {
-            0
-        } else {
-            APP_TABLE
+            flows: FlowSet::default(),
         }
     }
 
@@ -53,31 +43,15 @@ impl Firewall {
 
     /// Wants every flow; returns their ids.
     pub fn want(&mut self, r: &mut Reconciler) -> Vec<FlowId> {
-        self.ids = self
-            .compiled
-            .flows
-            .iter()
-            .map(|spec| r.want(spec.clone()))
-            .collect();
-        self.ids.clone()
+        self.flows.want(&self.compiled.flows, r)
     }
 
     /// Replaces these flows by `next`'s; returns the ids whose desired state
     /// changed (flows gone and flows new or different).
-    pub fn replace(&mut self, mut next: Firewall, r: &mut Reconciler) -> Vec<FlowId> {
-        let wanted = next.want(r);
-        let keep: FxHashSet<&FlowId> = wanted.iter().collect();
-        let mut changed: Vec<FlowId> = self
-            .ids
-            .iter()
-            .filter(|id| !keep.contains(id))
-            .cloned()
-            .collect();
-        for id in &changed {
-            r.unwant(id);
-        }
-        changed.extend(wanted);
-        *self = next;
+    pub fn replace(&mut self, next: Firewall, r: &mut Reconciler) -> Vec<FlowId> {
+        let changed = self.flows.replace(&next.compiled.flows, r);
+        self.source = next.source;
+        self.compiled = next.compiled;
         changed
     }
 

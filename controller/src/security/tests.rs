@@ -2,9 +2,10 @@
 //! rule sets on three interfaces of one switch, random first packets between
 //! them and an unfiltered host, run through a real pipeline.
 
-use super::compile::{APP_TABLE, ProtectedPort, SwitchFirewall, compile};
+use super::compile::{ProtectedPort, SwitchFirewall, compile};
 use super::eval::allows;
 use super::rules::*;
+use crate::tables::{self, FORWARD};
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 use sdn_vswitch::flow::{Action, FlowMod, FlowSpec, MacMatch, Match};
@@ -96,7 +97,11 @@ fn nsg(name: &'static str) -> impl Strategy<Value = Layer> {
             rules
         })
         .prop_map(move |mut rules| {
-            rules.extend(nsg_defaults(name, &vnet()));
+            rules.extend(nsg_defaults(
+                name,
+                &vnet(),
+                &crate::topology::routing::INTERNET_RANGES,
+            ));
             sort_nsg(&mut rules);
             Layer::Nsg {
                 name: name.into(),
@@ -207,6 +212,7 @@ fn pipeline_for(policies: &[PortPolicy]) -> Pipeline {
                 mac: mac(i as u8 + 1),
                 address: host_ip(i as u8 + 1),
                 policy: policy.clone(),
+                forwards: false,
             })
             .collect(),
         log_denied: false,
@@ -214,7 +220,7 @@ fn pipeline_for(policies: &[PortPolicy]) -> Pipeline {
     let mut p = Pipeline::new();
     p.set_ports(&[1, 2, 3, 4]);
     let compiled = compile(&fw);
-    for spec in compiled.flows {
+    for spec in tables::skeleton().into_iter().chain(compiled.flows) {
         p.apply_flow_mod(&FlowMod::add(spec), now).unwrap();
     }
     for n in 1..=HOSTS {
@@ -222,7 +228,7 @@ fn pipeline_for(policies: &[PortPolicy]) -> Pipeline {
             eth_dst: Some(MacMatch::exact(mac(n))),
             ..Match::default()
         };
-        let spec = FlowSpec::new(APP_TABLE, 1, m, vec![Action::Output(u32::from(n))]);
+        let spec = FlowSpec::new(FORWARD, 1, m, vec![Action::Output(u32::from(n))]);
         p.apply_flow_mod(&FlowMod::add(spec), now).unwrap();
     }
     p
@@ -301,7 +307,11 @@ fn deny_at_100_beats_allow_at_200() {
         dst_ports: vec![PortRange { lo: 80, hi: 80 }],
     };
     let mut rules = vec![rule(200, Access::Allow), rule(100, Access::Deny)];
-    rules.extend(nsg_defaults("web", &vnet()));
+    rules.extend(nsg_defaults(
+        "web",
+        &vnet(),
+        &crate::topology::routing::INTERNET_RANGES,
+    ));
     sort_nsg(&mut rules);
     let policy = PortPolicy {
         subnet: None,

@@ -2,6 +2,7 @@
 //! and the management service the `sdn` CLI uses, on one Unix socket or TCP
 //! address.
 
+mod routing_api;
 pub mod security_api;
 pub mod session;
 pub mod state;
@@ -211,6 +212,17 @@ impl Management for ManagementService {
         let request = request.into_inner();
         let handle = self.session(&request.switch)?;
         security_api::rules(&self.state, handle, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn routes(
+        &self,
+        request: Request<mgmt::RoutesRequest>,
+    ) -> Result<Response<mgmt::RoutesReply>, Status> {
+        let request = request.into_inner();
+        let handle = self.session(&request.switch)?;
+        routing_api::routes(&self.state, handle, request)
             .await
             .map(Response::new)
     }

@@ -1,7 +1,9 @@
-//! The management API's security calls: apply an edited security section,
+//! The management API's policy calls: apply an edited security section and
+//! route tables,
 //! list tracked connections, show rules with their hit counters.
 
 use super::state::{SessionHandle, SharedState, lock};
+use crate::routing::switch::Router;
 use crate::security::compile::{COOKIE_FIREWALL, COOKIE_INVALID, COOKIE_KIND_MASK};
 use crate::security::flow_log::FlowLog;
 use crate::security::switch::Firewall;
@@ -39,9 +41,15 @@ fn flows_of(topology: &Topology) -> BTreeMap<String, HashSet<FlowSpec>> {
         .iter()
         .map(|s| {
             let fw = Firewall::for_switch(topology, &s.name);
+            let router = Router::for_switch(topology, &s.name);
             (
                 s.name.clone(),
-                fw.compiled().flows.iter().cloned().collect(),
+                fw.compiled()
+                    .flows
+                    .iter()
+                    .chain(&router.compiled().flows)
+                    .cloned()
+                    .collect(),
             )
         })
         .collect()
@@ -81,10 +89,11 @@ pub(super) async fn apply(
         }
         let mut same_rest = next.clone();
         same_rest.security = shared.topology.security.clone();
+        same_rest.routing.route_tables = shared.topology.routing.route_tables.clone();
         same_rest.source = shared.topology.source.clone();
         if same_rest != shared.topology {
             return Err(Status::failed_precondition(
-                "only the security section of a running lab can change; for other changes run sdn down and sdn up",
+                "only the security section and route_tables of a running lab can change; for other changes run sdn down and sdn up",
             ));
         }
         let before = flows_of(&shared.topology);
@@ -174,11 +183,20 @@ pub(super) async fn conntrack(
             }))
             .await?,
     )?;
-    let zone_ports = lock(state)
-        .topology
-        .switch(&request.switch)
-        .map(|s| s.ports.iter().map(|p| (p.number, p.name.clone())).collect())
-        .unwrap_or_default();
+    let zone_ports = {
+        let shared = lock(state);
+        let topology = &shared.topology;
+        let mut names: std::collections::HashMap<u32, String> = topology
+            .switch(&request.switch)
+            .map(|s| s.ports.iter().map(|p| (p.number, p.name.clone())).collect())
+            .unwrap_or_default();
+        // NAT zones are named after their network.
+        for (i, network) in topology.networks.iter().enumerate() {
+            let zone = crate::routing::addresses::nat_zone(i);
+            names.insert(u32::from(zone), format!("nat:{}", network.name));
+        }
+        names
+    };
     Ok(mgmt::ConntrackReply {
         tracker: Some(tracker),
         zone_ports,

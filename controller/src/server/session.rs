@@ -6,9 +6,11 @@
 use super::state::{Outbound, SessionHandle, SharedState, lock};
 use crate::app::App;
 use crate::reconcile::{FlowId, Reconciler};
+use crate::routing::switch::Router;
 use crate::security::compile::COOKIE_FIREWALL;
 use crate::security::flow_log;
 use crate::security::switch::Firewall;
+use crate::tables;
 use crate::topology::Topology;
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as ToSwitch, switch_message::Body as FromSwitch,
@@ -42,6 +44,7 @@ struct Session {
     reconciler: Reconciler,
     app: App,
     firewall: Firewall,
+    router: Router,
     aging: Duration,
     /// Generations of the security section.
     policy: watch::Receiver<u64>,
@@ -69,6 +72,7 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         reconciler: Reconciler::new(),
         app: App::Plain(crate::l2::L2Switch::new(aging, crate::l2::DEFAULT_CAPACITY)),
         firewall: Firewall::default(),
+        router: Router::default(),
         aging,
         policy,
         policy_barrier: None,
@@ -379,27 +383,11 @@ impl Session {
         let generation = *self.policy.borrow_and_update();
         let topology = lock(&self.state).topology.clone();
         let next = Firewall::for_switch(&topology, &self.name);
-        let mods = if next.app_table() == self.firewall.app_table() {
-            let ids = self.firewall.replace(next, &mut self.reconciler);
-            self.reconciler.sync_ids(&ids)
-        } else {
-            // The L2 application moves to other tables: rebuild everything
-            // (learned addresses are learned again).
-            let installed: Vec<FlowSpec> = self
-                .reconciler
-                .installed_with_cookie(0, 0)
-                .cloned()
-                .collect();
-            self.reconciler = Reconciler::new();
-            self.firewall = next;
-            self.app =
-                App::for_switch(&topology, &self.name, self.aging, self.firewall.app_table());
-            self.app.want_base(&mut self.reconciler);
-            self.firewall.want(&mut self.reconciler);
-            self.reconciler.set_installed(installed);
-            self.reconciler.sync_all()
-        };
-        info!(switch = %self.name, generation, changes = mods.len(), "applying security rules");
+        let mut ids = self.firewall.replace(next, &mut self.reconciler);
+        let next = Router::for_switch(&topology, &self.name);
+        ids.extend(self.router.replace(next, &mut self.reconciler));
+        let mods = self.reconciler.sync_ids(&ids);
+        info!(switch = %self.name, generation, changes = mods.len(), "applying security rules and routes");
         self.push(mods).await?;
         self.set_conntrack_limit(&topology).await?;
         let xid = self
@@ -457,9 +445,14 @@ impl Session {
         self.synced_generation = *self.policy.borrow_and_update();
         let topology = lock(&self.state).topology.clone();
         self.firewall = Firewall::for_switch(&topology, &self.name);
-        self.app = App::for_switch(&topology, &self.name, self.aging, self.firewall.app_table());
+        self.app = App::for_switch(&topology, &self.name, self.aging);
+        for spec in tables::skeleton() {
+            self.reconciler.want(spec);
+        }
         self.app.want_base(&mut self.reconciler);
         self.firewall.want(&mut self.reconciler);
+        self.router = Router::for_switch(&topology, &self.name);
+        self.router.want(&mut self.reconciler);
         self.set_conntrack_limit(&topology).await?;
         self.app.adopt(&installed, &mut self.reconciler);
         let had = installed.len();

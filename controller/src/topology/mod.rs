@@ -3,11 +3,14 @@
 //! and validated into a typed model before anything is created. A bad file is
 //! answered with every problem found, each with file, line, path and reason.
 
+pub mod common;
 pub mod model;
 mod raw;
+pub mod routing;
 pub mod security;
 mod validate;
 
+pub use common::*;
 pub use model::*;
 
 use std::fmt;

@@ -38,6 +38,10 @@ pub struct Topology {
     pub hypervisors: Vec<Hypervisor>,
     /// Security groups.
     pub security: super::security::Security,
+    /// Peerings, route tables and VPN gateways.
+    pub routing: super::routing::Routing,
+    /// The internet edge.
+    pub internet: super::routing::Internet,
 }
 
 /// Bytes VXLAN adds in front of an inner frame: outer IPv4 (20), UDP (8),
@@ -46,6 +50,12 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// Default MTU of the underlay.
 pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// The name of a switch's port to the internet (its uplink).
+pub const UPLINK_PORT_NAME: &str = "uplink";
+
+/// The number of a switch's port to the internet.
+pub const UPLINK_PORT: PortNo = 65_001;
 
 /// The bridge that is the underlay network, in the underlay namespace.
 pub const UNDERLAY_BRIDGE: &str = "underlay";
@@ -133,6 +143,20 @@ pub struct Subnet {
     pub name: String,
     /// Address range.
     pub cidr: IpNet,
+    /// The address its hosts route through: the first host address unless
+    /// the file names another (IPv4 subnets only; none for a /32).
+    pub gateway: Option<std::net::Ipv4Addr>,
+}
+
+/// The default gateway of a subnet: its first host address (RFC 3021: the
+/// first of a /31; a /32 has none).
+pub fn default_gateway(cidr: &IpNet) -> Option<std::net::Ipv4Addr> {
+    let IpNet::V4(net) = cidr else { return None };
+    match net.prefix_len() {
+        32 => None,
+        31 => Some(net.network()),
+        _ => Some(std::net::Ipv4Addr::from(u32::from(net.network()) + 1)),
+    }
 }
 
 /// A switch.
@@ -203,6 +227,8 @@ pub struct Interface {
     pub mac: EthernetAddress,
     /// MTU.
     pub mtu: u32,
+    /// It forwards packets not addressed to it (a virtual appliance).
+    pub ip_forward: bool,
 }
 
 /// Which kind of node an endpoint is on.
@@ -284,7 +310,8 @@ impl Topology {
     }
 
     /// Every namespace the lab makes: the underlay, hypervisors, hosts,
-    /// then switches that have one of their own.
+    /// switches that have one of their own, then the internet's router and
+    /// hosts.
     pub fn namespaces(&self) -> Vec<String> {
         let underlay = self.underlay.as_ref().map(|_| self.underlay_namespace());
         underlay
@@ -301,7 +328,63 @@ impl Topology {
                     .filter(|s| s.hypervisor.is_none())
                     .map(|s| self.namespace_of(&s.name)),
             )
+            .chain(
+                self.internet
+                    .present
+                    .then(|| format!("{}-internet", self.name)),
+            )
+            .chain(
+                self.internet
+                    .hosts
+                    .iter()
+                    .map(|h| self.namespace_of(&h.name)),
+            )
             .collect()
+    }
+
+    /// The host interface linked to `switch:port`, if a host is there.
+    pub fn host_on(&self, switch: &str, port: &str) -> Option<(&Host, &Interface)> {
+        let end = peer_of(&self.links, switch, port)?;
+        if end.kind != NodeKind::Host {
+            return None;
+        }
+        let host = self.host(&end.node)?;
+        let iface = host.interfaces.iter().find(|i| i.name == end.device)?;
+        Some((host, iface))
+    }
+
+    /// The switch (and port) a host interface is linked to.
+    pub fn switch_of(&self, host: &str, interface: &str) -> Option<(&Switch, &SwitchPort)> {
+        let end = peer_of(&self.links, host, interface)?;
+        let switch = self.switch(&end.node)?;
+        let port = switch.ports.iter().find(|p| p.name == end.device)?;
+        Some((switch, port))
+    }
+
+    /// The subnet `network/subnet`.
+    pub fn subnet(&self, network: &str, subnet: &str) -> Option<&Subnet> {
+        self.network(network)?
+            .subnets
+            .iter()
+            .find(|s| s.name == subnet)
+    }
+
+    /// The network of a name, if declared.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// Whether switch `name` has an uplink to the internet: it holds hosts of
+    /// a network with an internet gateway, or translates for a NAT gateway.
+    pub fn has_uplink(&self, name: &str) -> bool {
+        let Some(switch) = self.switch(name) else {
+            return false;
+        };
+        let hosts_online = switch.ports.iter().any(|p| {
+            self.host_on(name, &p.name)
+                .is_some_and(|(_, i)| self.internet.gateway_of(&i.network).is_some())
+        });
+        hosts_online || self.internet.nat_gateways.iter().any(|g| g.switch == name)
     }
 
     /// Whether a switch needs the VLAN-aware pipeline (some port has a VLAN
@@ -309,4 +392,20 @@ impl Topology {
     pub fn vlan_aware(&self, switch: &Switch) -> bool {
         !switch.vlan_vni.is_empty() || switch.ports.iter().any(|p| p.mode != PortMode::Plain)
     }
+}
+
+/// A deterministic locally administered MAC for `host`'s `interface` in
+/// `lab` (also used, with other words, for the addresses of the switches'
+/// router and edge ports).
+pub fn derived_mac(lab: &str, host: &str, interface: &str) -> EthernetAddress {
+    let hash = [lab, host, interface]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, part| {
+            part.bytes()
+                .chain(std::iter::once(0))
+                .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        });
+    let b = hash.to_be_bytes();
+    // 0x02: locally administered, unicast.
+    EthernetAddress([0x02, b[3], b[4], b[5], b[6], b[7]])
 }

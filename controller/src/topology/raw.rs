@@ -26,6 +26,105 @@ pub(crate) struct RawTopology {
     pub(crate) hypervisors: Vec<Spanned<RawHypervisor>>,
     #[serde(default)]
     pub(crate) security: Option<Spanned<RawSecurity>>,
+    #[serde(default)]
+    pub(crate) peerings: Vec<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) route_tables: Vec<Spanned<RawRouteTable>>,
+    #[serde(default)]
+    pub(crate) vpn_gateways: Vec<Spanned<RawVpnGateway>>,
+    #[serde(default)]
+    pub(crate) internet: Option<Spanned<RawInternet>>,
+    #[serde(default)]
+    pub(crate) internet_gateways: Vec<Spanned<RawInternetGateway>>,
+    #[serde(default)]
+    pub(crate) public_ips: Vec<Spanned<RawPublicIp>>,
+    #[serde(default)]
+    pub(crate) nat_gateways: Vec<Spanned<RawNatGateway>>,
+}
+
+/// A route table: user routes attached to subnets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteTable {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub(crate) subnets: Vec<Spanned<String>>,
+}
+
+/// One user route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(default)]
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) prefix: Spanned<String>,
+    pub(crate) next_hop: Spanned<RawNextHop>,
+}
+
+/// A next hop: a word (`none`, `internet`) or a one-key map
+/// (`virtual_appliance: ADDRESS`, `vpn_gateway: NAME`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawNextHop {
+    Word(String),
+    Map(std::collections::BTreeMap<String, String>),
+}
+
+/// A VPN gateway of a network.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVpnGateway {
+    pub(crate) name: Spanned<String>,
+    pub(crate) network: Spanned<String>,
+}
+
+/// The internet: hosts on public addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInternet {
+    #[serde(default)]
+    pub(crate) hosts: Vec<Spanned<RawInternetHost>>,
+}
+
+/// A host on the internet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInternetHost {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+}
+
+/// A network's internet gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInternetGateway {
+    pub(crate) name: Spanned<String>,
+    pub(crate) network: Spanned<String>,
+}
+
+/// A public IP attached to a host interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPublicIp {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    pub(crate) interface: Spanned<String>,
+}
+
+/// A NAT gateway attached to subnets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNatGateway {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) subnets: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ports: Option<Spanned<RawPorts>>,
+    #[serde(default)]
+    pub(crate) switch: Option<Spanned<String>>,
 }
 
 /// Security groups and how the firewall behaves.
@@ -181,6 +280,8 @@ pub(crate) struct RawNetwork {
 pub(crate) struct RawSubnet {
     pub(crate) name: Spanned<String>,
     pub(crate) cidr: Spanned<String>,
+    #[serde(default)]
+    pub(crate) gateway: Option<Spanned<String>>,
 }
 
 /// A switch.
@@ -249,4 +350,6 @@ pub(crate) struct RawInterface {
     pub(crate) mac: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) mtu: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) ip_forward: Option<Spanned<bool>>,
 }

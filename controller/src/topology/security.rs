@@ -2,7 +2,7 @@
 //! attached to. Names are checked to exist; `security::resolve` turns them
 //! into addresses per interface.
 
-use crate::security::rules::{Access, Direction, PortRange, Protocol};
+use crate::topology::common::{Access, Direction, PortRange, Protocol};
 use ipnet::Ipv4Net;
 
 /// What happens to a live connection when the rule that allowed it goes.
@@ -39,8 +39,11 @@ pub struct SubnetRef {
 pub enum Peer {
     /// Any address.
     Any,
-    /// The address space of the interface's network.
+    /// The address space of the interface's network and of the networks
+    /// peered with it (Azure's `VirtualNetwork` service tag).
     VirtualNetwork,
+    /// The internet's public address space (Azure's `Internet` tag).
+    Internet,
     /// Addresses and prefixes.
     Prefixes(Vec<Ipv4Net>),
     /// The members of an ASG (or, in ACG rules, of an ACG).

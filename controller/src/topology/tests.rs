@@ -37,7 +37,7 @@ fn demo_is_valid() {
         vec![1, 2, 3]
     );
     let h2 = &topo.host("h2").unwrap().interfaces[0];
-    assert_eq!(h2.address, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(h2.address, "10.0.0.12".parse::<std::net::IpAddr>().unwrap());
     assert_eq!(h2.prefix_len, 24);
     assert!(!h2.mac.is_multicast() && h2.mac.0[0] == 0x02);
     assert_ne!(h2.mac, topo.host("h1").unwrap().interfaces[0].mac);
@@ -127,28 +127,78 @@ fn link_to_missing_port_or_node() {
 
 #[test]
 fn address_outside_subnet_and_prefix_mismatch() {
-    let text = demo_with("address: 10.0.0.3/24", "address: 10.0.1.3/24");
+    let text = demo_with("address: 10.0.0.13/24", "address: 10.0.1.13/24");
     let e = errors_of(&text);
     assert_eq!(e.errors.len(), 1, "{e}");
     assert_eq!(e.errors[0].path, "hosts[2].interfaces[0].address");
     assert_eq!(
         e.errors[0].reason,
-        "10.0.1.3 is not inside subnet vnet1/web (10.0.0.0/24)"
+        "10.0.1.13 is not inside subnet vnet1/web (10.0.0.0/24)"
     );
-    assert_eq!(e.errors[0].line, Some(line_of(&text, "10.0.1.3")));
-    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.3/16"));
+    assert_eq!(e.errors[0].line, Some(line_of(&text, "10.0.1.13")));
+    let e = errors_of(&demo_with("address: 10.0.0.13/24", "address: 10.0.0.13/16"));
     assert!(e.errors[0].reason.contains("prefix /16 differs"), "{e}");
-    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.255"));
+    let e = errors_of(&demo_with("address: 10.0.0.13/24", "address: 10.0.0.255"));
     assert!(e.errors[0].reason.contains("broadcast"), "{e}");
-    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: 10.0.0.2"));
+    let e = errors_of(&demo_with("address: 10.0.0.13/24", "address: 10.0.0.12"));
     assert!(
         e.errors[0]
             .reason
             .contains("already assigned to hosts[1].interfaces[0]"),
         "{e}"
     );
-    let e = errors_of(&demo_with("address: 10.0.0.3/24", "address: ten"));
+    let e = errors_of(&demo_with("address: 10.0.0.13/24", "address: ten"));
     assert!(e.errors[0].reason.contains("malformed address"), "{e}");
+}
+
+#[test]
+fn hosts_keep_off_the_gateway() {
+    let text = demo_with("address: 10.0.0.13/24", "address: 10.0.0.1/24");
+    let e = errors_of(&text);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].path, "hosts[2].interfaces[0].address");
+    assert!(
+        e.errors[0]
+            .reason
+            .starts_with("10.0.0.1 is the gateway of subnet vnet1/web"),
+        "{e}"
+    );
+    assert_eq!(e.errors[0].line, Some(line_of(&text, "10.0.0.1/24")));
+    // Another gateway frees .1 and takes its own address.
+    let moved = text.replace(
+        "cidr: 10.0.0.0/24",
+        "cidr: 10.0.0.0/24\n        gateway: 10.0.0.254",
+    );
+    let topo = parse(&moved, Path::new("t.yaml")).unwrap();
+    assert_eq!(
+        topo.networks[0].subnets[0].gateway,
+        Some("10.0.0.254".parse().unwrap())
+    );
+    let e = errors_of(
+        &demo_with("address: 10.0.0.12/24", "address: 10.0.0.254/24").replace(
+            "cidr: 10.0.0.0/24",
+            "cidr: 10.0.0.0/24\n        gateway: 10.0.0.254",
+        ),
+    );
+    assert!(e.errors[0].reason.contains("is the gateway"), "{e}");
+    for (gateway, reason) in [
+        ("10.0.1.1", "not inside subnet"),
+        ("10.0.0.0", "network or broadcast"),
+        ("ten", "not an IPv4 address"),
+    ] {
+        let e = errors_of(&demo_with(
+            "cidr: 10.0.0.0/24",
+            &format!("cidr: 10.0.0.0/24\n        gateway: {gateway}"),
+        ));
+        assert!(e.errors[0].reason.contains(reason), "{gateway}: {e}");
+        assert_eq!(e.errors[0].path, "networks[0].subnets[0].gateway");
+    }
+    let topo = parse(DEMO, Path::new("demo.yaml")).unwrap();
+    assert_eq!(
+        topo.networks[0].subnets[0].gateway,
+        Some("10.0.0.1".parse().unwrap()),
+        "the first host address by default"
+    );
 }
 
 #[test]
@@ -189,7 +239,7 @@ fn malformed_cidrs() {
 #[test]
 fn collects_every_error_at_once() {
     let text = demo_with("fail_mode: secure", "fail_mode: open")
-        .replacen("address: 10.0.0.1/24", "address: 192.168.0.1/24", 1)
+        .replacen("address: 10.0.0.11/24", "address: 192.168.0.1/24", 1)
         .replacen("name: demo", "name: Demo!", 1);
     let e = errors_of(&text);
     assert_eq!(e.errors.len(), 3, "{e}");
@@ -247,8 +297,8 @@ fn controller_settings() {
 #[test]
 fn macs_and_mtus() {
     let e = errors_of(&demo_with(
-        "address: 10.0.0.1/24 }",
-        "address: 10.0.0.1/24, mac: \"01:00:5e:00:00:01\", mtu: 20 }",
+        "address: 10.0.0.11/24 }",
+        "address: 10.0.0.11/24, mac: \"01:00:5e:00:00:01\", mtu: 20 }",
     ));
     let reasons: Vec<&str> = e.errors.iter().map(|x| x.reason.as_str()).collect();
     assert!(
@@ -412,8 +462,8 @@ fn overlay_mistakes() {
             "is the hypervisor's underlay device",
         ),
         (
-            "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.1/24 }",
-            "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.1/24, mtu: 1500 }",
+            "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.3/24 }",
+            "{ name: eth0, subnet: tenant-a/web, address: 10.1.1.3/24, mtu: 1500 }",
             "does not fit VXLAN over an underlay of MTU 1500: use at most 1450, or raise underlay.mtu to 1550",
         ),
     ];
@@ -445,8 +495,8 @@ fn overlay_mistakes() {
     let jumbo = VXLAN
         .replacen("  mtu: 1500\n", "  mtu: 1550\n", 1)
         .replacen(
-            "address: 10.1.1.1/24 }",
-            "address: 10.1.1.1/24, mtu: 1500 }",
+            "address: 10.1.1.3/24 }",
+            "address: 10.1.1.3/24, mtu: 1500 }",
             1,
         );
     assert_eq!(

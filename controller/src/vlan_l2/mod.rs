@@ -2,13 +2,15 @@
 //! and VLANs stretched over VXLAN. Inside the pipeline every frame carries the
 //! tag of its VLAN:
 //!
-//! - table 0 (ingress): an untagged frame from an access port (or the native
-//!   VLAN of a trunk) gets its VLAN's tag; a tagged frame in an allowed VLAN
-//!   passes; a frame from the tunnel gets the tag of the VLAN its VNI maps to.
+//! - `INGRESS`: an untagged frame from an access port (or the native VLAN of
+//!   a trunk) gets its VLAN's tag; a tagged frame in an allowed VLAN passes;
+//!   a frame from the tunnel gets the tag of the VLAN its VNI maps to.
 //!   Anything else (a tag on an access port, a VID a trunk does not carry, an
-//!   unknown VNI) is dropped by an entry whose counters show it.
-//! - table 1: source learning per VLAN, as the plain application does.
-//! - table 2: forwarding per VLAN. A known MAC gets its egress actions (pop
+//!   unknown VNI, a port it does not know) is dropped by an entry whose
+//!   counters show it.
+//! - `LEARN`: source learning per VLAN, as the plain application does; then
+//!   the security and routing stages.
+//! - `FORWARD`: forwarding per VLAN. A known MAC gets its egress actions (pop
 //!   the tag for an access port or the native VLAN, keep it for a trunk, pop
 //!   and tunnel for a MAC behind a remote endpoint); anything else is flooded
 //!   within the VLAN: tagged copies to trunks, untagged copies to access ports,
@@ -19,8 +21,9 @@
 //! are learned, from local ports and from the tunnel alike.
 
 use crate::l2::{COOKIE_APP, COOKIE_KIND_MASK, PACKET_IN_BYTES};
-use crate::plan::{DEFAULT_VLAN, PlannedPort, SwitchPlan, TUNNEL_PORT, access_vlan};
+use crate::plan::{DEFAULT_VLAN, PlannedPort, SwitchPlan, TUNNEL_PORT, access_vlan, vlans_carried};
 use crate::reconcile::{FlowId, Reconciler};
+use crate::tables::{FORWARD, INGRESS, LEARN, OUT_CT};
 use crate::topology::PortMode;
 use rustc_hash::FxHashMap;
 use sdn_vswitch::flow::{Action, FlowSpec, MacMatch, Match, PortNo, SetField, VlanMatch};
@@ -45,6 +48,8 @@ const PRIORITY_PASS: u16 = 100;
 const PRIORITY_REFUSE: u16 = 90;
 const PRIORITY_LEARNED: u16 = 100;
 const PRIORITY_FLOOD: u16 = 1;
+/// Misses of ingress and learning (above the pipeline skeleton's pass-through).
+const PRIORITY_MISS: u16 = 1;
 
 /// Where a MAC lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +67,6 @@ pub struct VlanSwitch {
     capacity: usize,
     /// MACs not learned because the table was full.
     pub refused: u64,
-    /// First of its three tables.
-    base: u8,
 }
 
 /// The port frames from `location` arrive on.
@@ -95,15 +98,7 @@ impl VlanSwitch {
             aging,
             capacity,
             refused: 0,
-            base: 0,
         }
-    }
-
-    /// The same application in tables `base`, `base + 1` and `base + 2`
-    /// (behind a firewall).
-    pub fn with_base(mut self, base: u8) -> VlanSwitch {
-        self.base = base;
-        self
     }
 
     /// MACs learned or programmed.
@@ -117,27 +112,8 @@ impl VlanSwitch {
 
     /// Every VLAN this switch carries.
     fn vlans(&self) -> BTreeSet<u16> {
-        let mut vlans = BTreeSet::new();
-        for port in &self.plan.ports {
-            match &port.mode {
-                PortMode::Plain => {
-                    vlans.insert(DEFAULT_VLAN);
-                }
-                PortMode::Access { vlan, .. } => {
-                    vlans.insert(*vlan);
-                }
-                PortMode::Trunk {
-                    vlans: carried,
-                    native,
-                } => {
-                    vlans.extend(carried.iter().copied().chain(*native));
-                }
-            }
-        }
-        if let Some(tunnel) = &self.plan.tunnel {
-            vlans.extend(tunnel.vni_of_vlan.keys());
-        }
-        vlans
+        let tunnelled = self.plan.tunnel.iter().flat_map(|t| t.vni_of_vlan.keys());
+        vlans_carried(self.plan.ports.iter().map(|p| &p.mode), tunnelled.copied())
     }
 
     /// What sends a frame of `vlan` (tagged inside the pipeline) to `location`.
@@ -199,9 +175,9 @@ impl VlanSwitch {
             FlowSpec::new(table, priority, m, actions).with_cookie(COOKIE_VLAN_BASE)
         };
         let refuse = |m| {
-            FlowSpec::new(self.base, PRIORITY_REFUSE, m, Vec::new()).with_cookie(COOKIE_VLAN_DROP)
+            FlowSpec::new(INGRESS, PRIORITY_REFUSE, m, Vec::new()).with_cookie(COOKIE_VLAN_DROP)
         };
-        let onward = Action::GotoTable(self.base + 1);
+        let onward = Action::GotoTable(LEARN);
         for port in &self.plan.ports {
             let p = Some(port.number);
             match &port.mode {
@@ -213,7 +189,7 @@ impl VlanSwitch {
                     want(
                         r,
                         base(
-                            self.base,
+                            INGRESS,
                             PRIORITY_PASS,
                             in_vlan(p, VlanMatch::Untagged),
                             vec![Action::PushVlan(tci(vlan, pcp)), onward],
@@ -226,7 +202,7 @@ impl VlanSwitch {
                         want(
                             r,
                             base(
-                                self.base,
+                                INGRESS,
                                 PRIORITY_PASS,
                                 in_vlan(p, VlanMatch::Vid(vlan)),
                                 vec![onward],
@@ -237,7 +213,7 @@ impl VlanSwitch {
                         Some(n) => want(
                             r,
                             base(
-                                self.base,
+                                INGRESS,
                                 PRIORITY_PASS,
                                 in_vlan(p, VlanMatch::Untagged),
                                 vec![Action::PushVlan(tci(*n, 0)), onward],
@@ -259,7 +235,7 @@ impl VlanSwitch {
                 want(
                     r,
                     base(
-                        self.base,
+                        INGRESS,
                         PRIORITY_PASS,
                         from_vni,
                         vec![Action::PushVlan(tci(vlan, 0)), onward],
@@ -286,7 +262,7 @@ impl VlanSwitch {
         want(
             r,
             base(
-                self.base + 1,
+                LEARN,
                 200,
                 Match {
                     eth_src: Some(MacMatch::multicast()),
@@ -298,22 +274,28 @@ impl VlanSwitch {
         want(
             r,
             base(
-                self.base + 1,
-                0,
+                LEARN,
+                PRIORITY_MISS,
                 Match::default(),
                 vec![
                     Action::Controller {
                         max_len: PACKET_IN_BYTES,
                     },
-                    Action::GotoTable(self.base + 2),
+                    Action::GotoTable(OUT_CT),
                 ],
             ),
+        );
+        // Frames from ports the application does not know never get in.
+        want(
+            r,
+            FlowSpec::new(INGRESS, PRIORITY_MISS, Match::default(), Vec::new())
+                .with_cookie(COOKIE_VLAN_DROP),
         );
         for vlan in self.vlans() {
             want(
                 r,
                 base(
-                    self.base + 2,
+                    FORWARD,
                     PRIORITY_FLOOD,
                     in_vlan(None, VlanMatch::Vid(vlan)),
                     self.flood(vlan),
@@ -337,7 +319,7 @@ impl VlanSwitch {
             Location::Port(_) => None,
         };
         let src = FlowSpec::new(
-            self.base + 1,
+            LEARN,
             PRIORITY_LEARNED,
             Match {
                 in_port: Some(in_port),
@@ -346,10 +328,10 @@ impl VlanSwitch {
                 tunnel_src,
                 ..Match::default()
             },
-            vec![Action::GotoTable(self.base + 2)],
+            vec![Action::GotoTable(OUT_CT)],
         );
         let dst = FlowSpec::new(
-            self.base + 2,
+            FORWARD,
             PRIORITY_LEARNED,
             Match {
                 vlan: Some(VlanMatch::Vid(vlan)),

@@ -47,6 +47,9 @@ impl Harness {
         }
         let app = VlanSwitch::new(plan, AGING, 64);
         let mut r = Reconciler::new();
+        for spec in crate::tables::skeleton() {
+            r.want(spec);
+        }
         app.want_base(&mut r);
         let mut pipeline = Pipeline::new();
         pipeline.set_ports(&numbers);
@@ -447,6 +450,9 @@ fn a_restarted_controller_adopts_what_the_switch_learned() {
     .unwrap();
     let mut fresh = VlanSwitch::new(plan(&topology, "sw1").unwrap(), AGING, 64);
     let mut r = Reconciler::new();
+    for spec in crate::tables::skeleton() {
+        r.want(spec);
+    }
     fresh.want_base(&mut r);
     let installed = h.installed();
     r.set_installed(installed.iter().cloned());

@@ -50,9 +50,9 @@ switches:
     fail_mode: {fail_mode}
     ports: [{{ name: p1 }}, {{ name: p2 }}, {{ name: p3 }}]
 hosts:
-  - {{ name: h1, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.1/24 }}] }}
-  - {{ name: h2, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.2/24 }}] }}
-  - {{ name: h3, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.3/24 }}] }}
+  - {{ name: h1, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.11/24 }}] }}
+  - {{ name: h2, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.12/24 }}] }}
+  - {{ name: h3, interfaces: [{{ name: eth0, subnet: s1, address: 10.0.0.13/24 }}] }}
 links:
   - [h1:eth0, sw1:p1]
   - [h2:eth0, sw1:p2]

@@ -238,6 +238,7 @@ fn conntrack_report_to_pb(r: ConntrackReport) -> pb::ConntrackReply {
             .map(|c| pb::TrackedConn {
                 zone: u32::from(c.zone),
                 orig: Some(tuple_to_pb(&c.orig)),
+                reply: Some(tuple_to_pb(&c.reply)),
                 state: c.state.to_string(),
                 age_ms: c.age.as_millis() as u64,
                 expires_in_ms: c.expires_in.as_millis() as u64,
@@ -251,6 +252,7 @@ fn conntrack_report_to_pb(r: ConntrackReport) -> pb::ConntrackReply {
         expired: r.counters.expired,
         invalid: r.counters.invalid,
         full_drops: r.counters.full_drops,
+        nat_exhausted: r.counters.nat_exhausted,
         removed: r.removed as u64,
     }
 }
@@ -358,6 +360,11 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
                     cache_hits: datapath.pipeline.cache_hits,
                     cache_misses: datapath.pipeline.cache_misses,
                     segmented_frames: datapath.segmented_frames,
+                    icmp_sent: datapath.pipeline.icmp_sent,
+                    icmp_limited: datapath.pipeline.icmp_limited,
+                    ttl_expired: datapath.pipeline.ttl_expired,
+                    too_big: datapath.pipeline.too_big,
+                    fragmented_frames: datapath.fragmented_frames,
                 }),
             })),
         },

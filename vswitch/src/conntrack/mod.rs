@@ -1,22 +1,29 @@
 //! Connection tracking, sans-IO: IPv4 packets, a zone and a clock in, the
-//! packet's connection state (`ct_state` bits) out. Connections live in one
-//! table keyed by zone and the tuple of either direction; TCP follows a state
-//! machine that refuses segments that do not fit; UDP, ICMP echo and other
-//! protocols are pseudo-connections that count as established once a reply
-//! was seen. An ICMP error quoting a tracked connection is related to it.
-//! Only `commit` adds a connection; the table has a maximum size, and a new
+//! packet's connection state (`ct_state` bits) and any address translation
+//! out. Each connection has the tuple of its first packet (original) and the
+//! tuple its replies travel with; both index it, so a packet finds its
+//! connection and direction in one lookup. Without NAT the reply tuple is the
+//! original reversed; with NAT it holds the translated addresses and ports,
+//! chosen so that no two connections share one. TCP follows a state machine
+//! that refuses segments that do not fit; UDP, ICMP echo and other protocols
+//! are pseudo-connections that count as established once a reply was seen.
+//! An ICMP error quoting a tracked connection is related to it. Only
+//! `commit` adds a connection; the table has a maximum size, and a new
 //! connection that finds it full is refused (counted) while tracked ones keep
 //! flowing. Idle connections expire after a timeout per state.
 
+pub mod nat;
 pub mod packet;
 mod query;
 pub mod tcp;
+pub mod translate;
 
+pub use nat::Translation;
 pub use query::{ConntrackQuery, ConntrackReport};
 
+use crate::flow::action::Nat;
 use packet::{Kind, Probe, Tuple, probe};
 use rustc_hash::FxHashMap;
-use std::collections::hash_map::Entry as MapEntry;
 use std::time::{Duration, Instant};
 use tcp::{TcpState, TcpTrack, is_opening_syn};
 
@@ -109,6 +116,8 @@ pub struct Counters {
     pub invalid: u64,
     /// New connections refused because the table was full.
     pub full_drops: u64,
+    /// New NATed connections refused because no port (or address) was free.
+    pub nat_exhausted: u64,
 }
 
 /// Protocol state of a connection.
@@ -121,10 +130,72 @@ enum ProtoState {
     },
 }
 
+/// Which way a packet goes along its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Dir {
+    Orig,
+    Reply,
+}
+
+/// What an index entry tells apart besides the tuple: ICMP echo requests
+/// and replies with the same addresses and identifier are different
+/// directions (as Linux keys them by message type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Echo {
+    No,
+    Request,
+    Reply,
+}
+
+impl Echo {
+    fn of(request: Option<bool>) -> Echo {
+        match request {
+            None => Echo::No,
+            Some(true) => Echo::Request,
+            Some(false) => Echo::Reply,
+        }
+    }
+
+    fn flipped(self) -> Echo {
+        match self {
+            Echo::No => Echo::No,
+            Echo::Request => Echo::Reply,
+            Echo::Reply => Echo::Request,
+        }
+    }
+}
+
+/// One direction of a connection as the index knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DirKey {
+    zone: u16,
+    tuple: Tuple,
+    echo: Echo,
+}
+
+impl DirKey {
+    fn of_probe(zone: u16, p: &Probe) -> DirKey {
+        let echo = match p.kind {
+            Kind::Echo { request } => Echo::of(Some(request)),
+            _ => Echo::No,
+        };
+        DirKey {
+            zone,
+            tuple: p.tuple,
+            echo,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Conn {
+    zone: u16,
     /// The tuple of the first packet.
     orig: Tuple,
+    /// The tuple replies travel with.
+    reply: Tuple,
+    /// Whether the first packet was an echo request.
+    echo: bool,
     proto: ProtoState,
     created: Instant,
     expires: Instant,
@@ -136,6 +207,34 @@ impl Conn {
         match self.proto {
             ProtoState::Tcp(t) => t.state != TcpState::SynSent,
             ProtoState::Pseudo { replied } => replied,
+        }
+    }
+
+    fn is_natted(&self) -> bool {
+        self.reply != self.orig.reversed()
+    }
+
+    fn key(&self, dir: Dir) -> DirKey {
+        let echo = if self.echo { Echo::Request } else { Echo::No };
+        match dir {
+            Dir::Orig => DirKey {
+                zone: self.zone,
+                tuple: self.orig,
+                echo,
+            },
+            Dir::Reply => DirKey {
+                zone: self.zone,
+                tuple: self.reply,
+                echo: echo.flipped(),
+            },
+        }
+    }
+
+    /// The tuple a packet going `dir` arrives with, and the one it leaves with.
+    fn arrives_leaves(&self, dir: Dir) -> (Tuple, Tuple) {
+        match dir {
+            Dir::Orig => (self.orig, self.reply.reversed()),
+            Dir::Reply => (self.reply, self.orig.reversed()),
         }
     }
 
@@ -155,71 +254,6 @@ impl Conn {
     }
 }
 
-/// The key both directions of a connection share: the zone and the tuple
-/// with its lower endpoint first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct ConnKey {
-    zone: u16,
-    tuple: Tuple,
-}
-
-impl ConnKey {
-    /// The key of a probed packet. An ICMP echo is keyed as its request
-    /// travels (as Linux keys it with the message type), so that a request
-    /// from the responder's side is a connection of its own, not a reply.
-    fn of_probe(zone: u16, p: &Probe) -> ConnKey {
-        match p.kind {
-            Kind::Echo { request: true } => ConnKey {
-                zone,
-                tuple: p.tuple,
-            },
-            Kind::Echo { request: false } => ConnKey {
-                zone,
-                tuple: p.tuple.reversed(),
-            },
-            _ => ConnKey::of(zone, p.tuple),
-        }
-    }
-
-    /// The key of a connection whose first packet had `tuple`.
-    fn of_orig(zone: u16, tuple: Tuple) -> ConnKey {
-        if tuple.proto == packet::PROTO_ICMP {
-            ConnKey { zone, tuple }
-        } else {
-            ConnKey::of(zone, tuple)
-        }
-    }
-
-    fn of(zone: u16, tuple: Tuple) -> ConnKey {
-        let tuple = if (tuple.src, tuple.sport) <= (tuple.dst, tuple.dport) {
-            tuple
-        } else {
-            tuple.reversed()
-        };
-        ConnKey { zone, tuple }
-    }
-}
-
-/// The connection under `key` in `conns` unless it expired (then it is
-/// removed and counted). One hash lookup either way; borrows only the table,
-/// so that the tracker's other fields stay usable beside the connection.
-fn live<'c>(
-    conns: &'c mut FxHashMap<ConnKey, Conn>,
-    counters: &mut Counters,
-    key: ConnKey,
-    now: Instant,
-) -> Option<&'c mut Conn> {
-    match conns.entry(key) {
-        MapEntry::Occupied(entry) if entry.get().expires <= now => {
-            entry.remove();
-            counters.expired += 1;
-            None
-        }
-        MapEntry::Occupied(entry) => Some(entry.into_mut()),
-        MapEntry::Vacant(_) => None,
-    }
-}
-
 /// A tracked connection, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -227,6 +261,8 @@ pub struct ConnInfo {
     pub zone: u16,
     /// The tuple of its first packet.
     pub orig: Tuple,
+    /// The tuple its replies travel with (the original reversed unless NATed).
+    pub reply: Tuple,
     /// State name (`ESTABLISHED`, `UNREPLIED`, `REPLIED`…).
     pub state: &'static str,
     /// Time since it was committed.
@@ -237,10 +273,22 @@ pub struct ConnInfo {
     pub packets: [u64; 2],
 }
 
+/// What tracking decided about one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// `ct_state` bits (always with `TRK`).
+    pub bits: u8,
+    /// The rewrite the packet needs, when it belongs to a NATed connection
+    /// and the action asked for NAT.
+    pub translation: Option<Translation>,
+}
+
 /// The connection tracker of one switch.
 #[derive(Debug)]
 pub struct Conntrack {
-    conns: FxHashMap<ConnKey, Conn>,
+    slots: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    index: FxHashMap<DirKey, (u32, Dir)>,
     capacity: usize,
     timeouts: Timeouts,
     counters: Counters,
@@ -257,7 +305,9 @@ impl Conntrack {
     /// A tracker holding at most `capacity` connections.
     pub fn new(capacity: usize, timeouts: Timeouts) -> Conntrack {
         Conntrack {
-            conns: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: FxHashMap::default(),
             capacity,
             timeouts,
             counters: Counters::default(),
@@ -277,12 +327,12 @@ impl Conntrack {
 
     /// Connections tracked now (some may have expired but not been swept).
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.slots.len() - self.free.len()
     }
 
     /// Whether nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.len() == 0
     }
 
     /// The counters.
@@ -294,14 +344,35 @@ impl Conntrack {
     /// connection is added. Returns the packet's `ct_state` bits (always
     /// with `TRK`).
     pub fn track(&mut self, l3: &[u8], zone: u16, commit: bool, now: Instant) -> u8 {
-        let bits = match probe(l3) {
-            Ok(p) => self.track_probe(&p, zone, commit, now),
-            Err(_) => state::INV,
+        self.track_nat(l3, zone, commit, None, now).bits
+    }
+
+    /// Tracks `l3` as `track` does, and with `nat` translates: a new
+    /// connection committed with `Nat::Src` or `Nat::Dst` gets that
+    /// translation (a free port is allocated so that no two connections
+    /// share a reply tuple; none free refuses the connection, counted), and
+    /// every packet of a NATed connection, and every ICMP error about one,
+    /// gets the rewrite its direction needs (`Nat::Existing` sets up nothing).
+    pub fn track_nat(
+        &mut self,
+        l3: &[u8],
+        zone: u16,
+        commit: bool,
+        nat: Option<Nat>,
+        now: Instant,
+    ) -> Verdict {
+        let mut verdict = match probe(l3) {
+            Ok(p) => self.track_probe(&p, zone, commit, nat, now),
+            Err(_) => Verdict {
+                bits: state::INV,
+                translation: None,
+            },
         };
-        if bits & state::INV != 0 {
+        if verdict.bits & state::INV != 0 {
             self.counters.invalid += 1;
         }
-        bits | state::TRK
+        verdict.bits |= state::TRK;
+        verdict
     }
 
     /// Commits a packet that an earlier pass already tracked in `zone` with
@@ -315,24 +386,56 @@ impl Conntrack {
         let Ok(p) = probe(l3) else {
             return earlier;
         };
-        if self.live(ConnKey::of_probe(zone, &p), now).is_some() {
+        if self.live(DirKey::of_probe(zone, &p), now).is_some() {
             return earlier;
         }
         self.track(l3, zone, true, now)
     }
 
-    fn track_probe(&mut self, p: &Probe, zone: u16, commit: bool, now: Instant) -> u8 {
-        if let Kind::IcmpError { inner } = p.kind {
-            return match self.live(ConnKey::of_orig(zone, inner), now) {
-                // The error travels against the quoted packet.
-                Some(conn) if conn.orig == inner => state::REL | state::RPL,
-                Some(_) => state::REL,
-                None => state::INV,
+    fn track_probe(
+        &mut self,
+        p: &Probe,
+        zone: u16,
+        commit: bool,
+        nat: Option<Nat>,
+        now: Instant,
+    ) -> Verdict {
+        let refuse = Verdict {
+            bits: state::INV,
+            translation: None,
+        };
+        if let Kind::IcmpError { inner, inner_echo } = p.kind {
+            // The error travels against the quoted packet: it finds the
+            // connection under the quoted tuple reversed.
+            let key = DirKey {
+                zone,
+                tuple: inner.reversed(),
+                echo: Echo::of(inner_echo).flipped(),
             };
+            let Some((id, dir)) = self.live(key, now) else {
+                return refuse;
+            };
+            let Some(conn) = self.conn(id) else {
+                return refuse;
+            };
+            let bits = match dir {
+                Dir::Orig => state::REL,
+                Dir::Reply => state::REL | state::RPL,
+            };
+            let translation = (nat.is_some() && conn.is_natted()).then(|| {
+                let (arrives, leaves) = conn.arrives_leaves(dir);
+                let (quoted_arrives, _) = conn.arrives_leaves(opposite(dir));
+                nat::error_translation(p.tuple, arrives, leaves, quoted_arrives)
+            });
+            return Verdict { bits, translation };
         }
-        let key = ConnKey::of_probe(zone, p);
-        if let Some(conn) = live(&mut self.conns, &mut self.counters, key, now) {
-            let orig = conn.orig == p.tuple;
+        let key = DirKey::of_probe(zone, p);
+        if let Some((id, dir)) = self.live(key, now) {
+            let timeouts = self.timeouts;
+            let Some(conn) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+                return refuse;
+            };
+            let orig = dir == Dir::Orig;
             let reopen = match (&mut conn.proto, p.kind) {
                 (ProtoState::Tcp(t), Kind::Tcp { flags, ack, .. }) => {
                     if orig
@@ -341,7 +444,7 @@ impl Conntrack {
                     {
                         true
                     } else if !t.update(orig, flags, ack) {
-                        return state::INV;
+                        return refuse;
                     } else {
                         false
                     }
@@ -350,11 +453,11 @@ impl Conntrack {
                     *replied |= !orig;
                     false
                 }
-                (ProtoState::Tcp(_), _) => return state::INV,
+                (ProtoState::Tcp(_), _) => return refuse,
             };
             if !reopen {
                 conn.packets[usize::from(!orig)] += 1;
-                conn.expires = now + conn.timeout(&self.timeouts);
+                conn.expires = now + conn.timeout(&timeouts);
                 let mut bits = if conn.replied() {
                     state::EST
                 } else {
@@ -363,44 +466,126 @@ impl Conntrack {
                 if !orig {
                     bits |= state::RPL;
                 }
-                return bits;
+                let translation = (nat.is_some() && conn.is_natted()).then(|| {
+                    let (_, leaves) = conn.arrives_leaves(dir);
+                    Translation::Packet { to: leaves }
+                });
+                return Verdict { bits, translation };
             }
-            self.conns.remove(&key);
+            self.remove_id(id);
         }
-        let proto = match p.kind {
+        let (proto, echo) = match p.kind {
             Kind::Tcp { flags, seq, .. } if is_opening_syn(flags) => {
-                ProtoState::Tcp(TcpTrack::open(seq))
+                (ProtoState::Tcp(TcpTrack::open(seq)), false)
             }
-            Kind::Echo { request: true } | Kind::Udp | Kind::Other => {
-                ProtoState::Pseudo { replied: false }
-            }
-            _ => return state::INV,
+            Kind::Echo { request: true } => (ProtoState::Pseudo { replied: false }, true),
+            Kind::Udp | Kind::Other => (ProtoState::Pseudo { replied: false }, false),
+            _ => return refuse,
         };
-        if commit {
-            if self.conns.len() >= self.capacity {
-                self.sweep_now(now);
-                if self.conns.len() >= self.capacity {
-                    self.counters.full_drops += 1;
-                    return state::INV;
+        let new = Verdict {
+            bits: state::NEW,
+            translation: None,
+        };
+        if !commit {
+            return new;
+        }
+        if self.len() >= self.capacity {
+            self.sweep_now(now);
+            if self.len() >= self.capacity {
+                self.counters.full_drops += 1;
+                return refuse;
+            }
+        }
+        let mut conn = Conn {
+            zone,
+            orig: p.tuple,
+            reply: p.tuple.reversed(),
+            echo,
+            proto,
+            created: now,
+            expires: now,
+            packets: [1, 0],
+        };
+        conn.expires = now + conn.timeout(&self.timeouts);
+        let spec = nat.filter(|n| !matches!(n, Nat::Existing));
+        let reply = match spec {
+            Some(spec) => {
+                let taken = |reply: Tuple, tracker: &mut Conntrack| {
+                    let key = Conn { reply, ..conn }.key(Dir::Reply);
+                    tracker.live(key, now).is_some()
+                };
+                match nat::allocate(p.tuple, echo, spec, |r| taken(r, self)) {
+                    Some(reply) => reply,
+                    None => {
+                        self.counters.nat_exhausted += 1;
+                        return refuse;
+                    }
                 }
             }
-            let mut conn = Conn {
-                orig: p.tuple,
-                proto,
-                created: now,
-                expires: now,
-                packets: [1, 0],
-            };
-            conn.expires = now + conn.timeout(&self.timeouts);
-            self.conns.insert(key, conn);
-            self.counters.committed += 1;
+            None => conn.reply,
+        };
+        conn.reply = reply;
+        if self.live(conn.key(Dir::Reply), now).is_some() {
+            // Another connection already answers to this reply tuple.
+            self.counters.nat_exhausted += 1;
+            return refuse;
         }
-        state::NEW
+        let translation = conn.is_natted().then(|| Translation::Packet {
+            to: conn.reply.reversed(),
+        });
+        self.insert(conn);
+        self.counters.committed += 1;
+        Verdict {
+            bits: state::NEW,
+            translation,
+        }
     }
 
-    /// The connection under `key` unless it expired (then it is removed).
-    fn live(&mut self, key: ConnKey, now: Instant) -> Option<&mut Conn> {
-        live(&mut self.conns, &mut self.counters, key, now)
+    fn conn(&self, id: u32) -> Option<&Conn> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
+    fn insert(&mut self, conn: Conn) {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(conn.key(Dir::Orig), (id, Dir::Orig));
+        self.index.insert(conn.key(Dir::Reply), (id, Dir::Reply));
+        self.slots[id as usize] = Some(conn);
+    }
+
+    fn remove_id(&mut self, id: u32) -> Option<Conn> {
+        let conn = self.slots.get_mut(id as usize)?.take()?;
+        for dir in [Dir::Orig, Dir::Reply] {
+            let key = conn.key(dir);
+            if self.index.get(&key).is_some_and(|&(at, _)| at == id) {
+                self.index.remove(&key);
+            }
+        }
+        self.free.push(id);
+        Some(conn)
+    }
+
+    /// The connection and direction under `key` unless it expired (then it
+    /// is removed and counted). One hash lookup.
+    fn live(&mut self, key: DirKey, now: Instant) -> Option<(u32, Dir)> {
+        let (id, dir) = *self.index.get(&key)?;
+        match self.conn(id) {
+            Some(conn) if conn.expires > now => Some((id, dir)),
+            Some(_) => {
+                self.remove_id(id);
+                self.counters.expired += 1;
+                None
+            }
+            None => {
+                self.index.remove(&key);
+                None
+            }
+        }
     }
 
     /// Removes expired connections, at most once per second.
@@ -413,20 +598,33 @@ impl Conntrack {
     }
 
     fn sweep_now(&mut self, now: Instant) {
-        let before = self.conns.len();
-        self.conns.retain(|_, conn| conn.expires > now);
-        self.counters.expired += (before - self.conns.len()) as u64;
+        let expired = self.ids_where(|c| c.expires <= now);
+        self.counters.expired += expired.len() as u64;
+        for id in expired {
+            self.remove_id(id);
+        }
+    }
+
+    fn ids_where(&self, keep: impl Fn(&Conn) -> bool) -> Vec<u32> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(&keep))
+            .map(|(id, _)| id as u32)
+            .collect()
     }
 
     /// Tracked connections, in `zone` or all.
     pub fn list(&self, zone: Option<u16>, now: Instant) -> Vec<ConnInfo> {
         let mut out: Vec<ConnInfo> = self
-            .conns
+            .slots
             .iter()
-            .filter(|(key, conn)| zone.is_none_or(|z| z == key.zone) && conn.expires > now)
-            .map(|(key, conn)| ConnInfo {
-                zone: key.zone,
+            .flatten()
+            .filter(|conn| zone.is_none_or(|z| z == conn.zone) && conn.expires > now)
+            .map(|conn| ConnInfo {
+                zone: conn.zone,
                 orig: conn.orig,
+                reply: conn.reply,
                 state: match conn.proto {
                     ProtoState::Tcp(t) => t.state.name(),
                     ProtoState::Pseudo { replied: true } => "REPLIED",
@@ -444,17 +642,38 @@ impl Conntrack {
     /// Forgets the connection whose first packet had `orig` in `zone`;
     /// returns whether it was tracked.
     pub fn remove(&mut self, zone: u16, orig: Tuple) -> bool {
-        self.conns.remove(&ConnKey::of_orig(zone, orig)).is_some()
+        for echo in [Echo::No, Echo::Request] {
+            let key = DirKey {
+                zone,
+                tuple: orig,
+                echo,
+            };
+            if let Some(&(id, Dir::Orig)) = self.index.get(&key) {
+                return self.remove_id(id).is_some();
+            }
+        }
+        false
     }
 
     /// Forgets every connection in `zone` (or all); returns how many.
     pub fn flush(&mut self, zone: Option<u16>) -> usize {
-        let before = self.conns.len();
-        self.conns
-            .retain(|key, _| zone.is_some_and(|z| z != key.zone));
-        before - self.conns.len()
+        let ids = self.ids_where(|c| zone.is_none_or(|z| z == c.zone));
+        for &id in &ids {
+            self.remove_id(id);
+        }
+        ids.len()
+    }
+}
+
+fn opposite(dir: Dir) -> Dir {
+    match dir {
+        Dir::Orig => Dir::Reply,
+        Dir::Reply => Dir::Orig,
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod nat_tests;

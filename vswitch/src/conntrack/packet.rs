@@ -73,6 +73,8 @@ pub enum Kind {
     IcmpError {
         /// The quoted packet's tuple, as that packet travelled.
         inner: Tuple,
+        /// The quoted packet is an ICMP echo request (`Some(true)`) or reply.
+        inner_echo: Option<bool>,
     },
     /// Any other IPv4 packet: tracked by addresses and protocol alone.
     Other,
@@ -136,25 +138,35 @@ fn is_icmp_error(icmp_type: u8) -> bool {
 }
 
 /// The tuple of the packet an ICMP error quotes (its IP header and at least
-/// the first 8 bytes of its L4 header).
-fn quoted_tuple(quoted: &[u8]) -> Option<Tuple> {
+/// the first 8 bytes of its L4 header), and whether it is an echo request or
+/// reply.
+fn quoted_tuple(quoted: &[u8]) -> Option<(Tuple, Option<bool>)> {
     let (proto, src, dst, header_len, _) = ipv4_header(quoted)?;
     let l4 = &quoted[header_len..];
+    let mut echo = None;
     let (sport, dport) = match proto {
         PROTO_TCP | PROTO_UDP => (u16_at(l4, 0)?, u16_at(l4, 2)?),
         PROTO_ICMP => {
+            echo = match *l4.first()? {
+                8 => Some(true),
+                0 => Some(false),
+                _ => None,
+            };
             let ident = u16_at(l4, 4)?;
             (ident, ident)
         }
         _ => (0, 0),
     };
-    Some(Tuple {
-        proto,
-        src,
-        dst,
-        sport,
-        dport,
-    })
+    Some((
+        Tuple {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        },
+        echo,
+    ))
 }
 
 /// Reads what tracking needs from the IPv4 packet at the start of `l3`.
@@ -198,12 +210,13 @@ pub fn probe(l3: &[u8]) -> Result<Probe, Untrackable> {
                         request: icmp_type == 8,
                     }
                 }
-                t if is_icmp_error(t) => Kind::IcmpError {
-                    inner: l4
+                t if is_icmp_error(t) => {
+                    let (inner, inner_echo) = l4
                         .get(8..)
                         .and_then(quoted_tuple)
-                        .ok_or(Untrackable::Malformed)?,
-                },
+                        .ok_or(Untrackable::Malformed)?;
+                    Kind::IcmpError { inner, inner_echo }
+                }
                 _ => Kind::Other,
             }
         }
@@ -296,7 +309,8 @@ mod tests {
         assert_eq!(
             p.kind,
             Kind::IcmpError {
-                inner: probe(&sent).unwrap().tuple
+                inner: probe(&sent).unwrap().tuple,
+                inner_echo: None,
             }
         );
     }

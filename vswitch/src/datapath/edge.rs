@@ -37,6 +37,30 @@ pub(super) fn segments_of(frame_len: usize, vnet: &VnetRepr) -> u32 {
     u32::try_from(payload.div_ceil(usize::from(vnet.gso_size)).max(1)).unwrap_or(u32::MAX)
 }
 
+/// The payload bytes per segment of a TSO super-frame (0 for any other).
+pub(super) fn gso_size_of(vnet: &VnetRepr) -> u16 {
+    if vnet.is_gso() { vnet.gso_size } else { 0 }
+}
+
+/// The IPv4 fragments of `frame` for a next hop of `mtu` bytes, its partial
+/// checksum (if any) completed first, since fragments cannot carry one;
+/// `None` (send it as it is) if it cannot be fragmented.
+pub(super) fn fragments_of(
+    frame: &[u8],
+    vnet: &VnetRepr,
+    mtu: u16,
+    stats: &mut DatapathCounters,
+) -> Option<Vec<Vec<u8>>> {
+    let mut whole = frame.to_vec();
+    if vnet.needs_checksum() {
+        gso::complete_checksum(&mut whole, vnet).ok()?;
+    }
+    let mut pieces = Vec::new();
+    crate::fragment::fragment(&whole, mtu, &mut pieces).ok()?;
+    stats.fragmented_frames += 1;
+    Some(pieces)
+}
+
 /// Restricts the calling thread to one CPU.
 pub(super) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {

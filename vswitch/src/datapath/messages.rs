@@ -39,6 +39,8 @@ pub struct DatapathCounters {
     pub packet_in_dropped: u64,
     /// Super-frames segmented in software for ports without offloads.
     pub segmented_frames: u64,
+    /// Routed datagrams fragmented for a next hop with a smaller MTU.
+    pub fragmented_frames: u64,
 }
 
 /// A port as the controller sees it.

@@ -9,7 +9,10 @@ mod messages;
 
 pub use messages::*;
 
-use edge::{Capture, account, capture, pin_to_cpu, segments_of, send_without_offloads};
+use edge::{
+    Capture, account, capture, fragments_of, gso_size_of, pin_to_cpu, segments_of,
+    send_without_offloads,
+};
 
 use crate::flow::PortNo;
 use crate::gso::Segments;
@@ -306,6 +309,7 @@ impl Datapath {
                 segments: segments_of(frame_len, &vnet),
                 partial_checksum: vnet.needs_checksum(),
                 tunnel,
+                gso_size: gso_size_of(&vnet),
             };
             let mut frame = self.rx[i].frame_buf(k);
             if self.controller == ControllerState::FailOpen {
@@ -318,9 +322,23 @@ impl Datapath {
             if self.decision.is_drop() {
                 continue;
             }
+            self.queue_generated();
+            let fragments = self.decision.fragment_mtu.and_then(|mtu| {
+                let now_len = self.rx[i].frame(k).len();
+                let vnet = vnet.shifted(now_len as isize - frame_len as isize);
+                fragments_of(self.rx[i].frame(k), &vnet, mtu, &mut self.stats)
+            });
             for out in &self.decision.outputs {
                 if let Some(Some(j)) = self.index_of.get(out.port as usize) {
-                    self.tx_lists[*j].push((k, out.tunnel));
+                    match &fragments {
+                        // Too big for the next hop and free to fragment.
+                        Some(pieces) => self.tx_owned[*j].extend(
+                            pieces
+                                .iter()
+                                .map(|p| (VnetRepr::default(), p.clone(), out.tunnel)),
+                        ),
+                        None => self.tx_lists[*j].push((k, out.tunnel)),
+                    }
                 }
             }
             for (out, bytes) in self.decision.snapshots.drain(..) {
@@ -337,6 +355,16 @@ impl Datapath {
         }
         self.flush(Some(i));
         self.ports[i].release(&mut self.rx[i]);
+    }
+
+    /// Queues the frames the pipeline made (ICMP errors): they carry no
+    /// offload metadata.
+    fn queue_generated(&mut self) {
+        for (out, bytes) in self.decision.generated.drain(..) {
+            if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                self.tx_owned[*j].push((VnetRepr::default(), bytes, out.tunnel));
+            }
+        }
     }
 
     fn packet_in(
@@ -489,6 +517,7 @@ impl Datapath {
                     segments: segments_of(data.len(), &vnet),
                     partial_checksum: vnet.needs_checksum(),
                     tunnel: None,
+                    gso_size: gso_size_of(&vnet),
                 };
                 let before = data.len();
                 let mut frame = OwnedFrame::new(&data);
@@ -509,6 +538,7 @@ impl Datapath {
                         self.tx_owned[*j].push((vnet, bytes, out.tunnel));
                     }
                 }
+                self.queue_generated();
                 self.flush(None);
             }
             Command::FlowStats {

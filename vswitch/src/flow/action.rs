@@ -21,7 +21,8 @@ pub enum SetField {
     TpSrc(u16),
     /// TCP/UDP destination port.
     TpDst(u16),
-    /// VLAN id of the outermost tag (ignored on untagged frames).
+    /// VLAN id of the outermost tag; an untagged frame gets a tag with
+    /// this VID and PCP 0 (as Open vSwitch's `mod_vlan_vid`).
     VlanVid(u16),
     /// Priority code point of the outermost tag (ignored on untagged frames).
     VlanPcp(u8),
@@ -29,6 +30,70 @@ pub enum SetField {
     TunnelId(u32),
     /// Remote endpoint for a later output to a tunnel port.
     TunnelDst(Ipv4Addr),
+}
+
+/// The address translation a `ct` action sets up for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Nat {
+    /// Source NAT: the connection leaves from `addr`, with a source port
+    /// (ICMP echo: identifier) from `ports` (inclusive) or its own if `None`.
+    Src {
+        /// Address to leave from.
+        addr: Ipv4Addr,
+        /// Port range to allocate from.
+        ports: Option<(u16, u16)>,
+    },
+    /// Destination NAT: the connection goes to `addr` (and `port`, if given).
+    Dst {
+        /// Address to send to.
+        addr: Ipv4Addr,
+        /// Port to send to (the original one if `None`).
+        port: Option<u16>,
+    },
+    /// Translate packets of connections NATed before; set up nothing new.
+    Existing,
+}
+
+impl fmt::Display for Nat {
+    /// `nat(src=203.0.113.20:1024-65535)` style.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Nat::Src { addr, ports: None } => write!(f, "nat(src={addr})"),
+            Nat::Src {
+                addr,
+                ports: Some((lo, hi)),
+            } => write!(f, "nat(src={addr}:{lo}-{hi})"),
+            Nat::Dst { addr, port: None } => write!(f, "nat(dst={addr})"),
+            Nat::Dst {
+                addr,
+                port: Some(port),
+            } => write!(f, "nat(dst={addr}:{port})"),
+            Nat::Existing => write!(f, "nat"),
+        }
+    }
+}
+
+/// ICMP destination-unreachable codes (RFC 792, RFC 1812 §5.2.7.1).
+pub mod unreachable {
+    /// No route to the destination network.
+    pub const NET: u8 = 0;
+    /// The destination host cannot be reached.
+    pub const HOST: u8 = 1;
+    /// Fragmentation needed and DF set.
+    pub const FRAG_NEEDED: u8 = 4;
+    /// Communication administratively prohibited.
+    pub const ADMIN: u8 = 13;
+
+    /// The name `dump-flows` shows for a code.
+    pub fn name(code: u8) -> String {
+        match code {
+            NET => "net".into(),
+            HOST => "host".into(),
+            FRAG_NEEDED => "frag-needed".into(),
+            ADMIN => "admin".into(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// One step of an entry's action list, run in order.
@@ -66,7 +131,43 @@ pub enum Action {
         commit: bool,
         /// Table to continue in.
         table: u8,
+        /// Translation for a new connection (a tracked one keeps its own).
+        nat: Option<Nat>,
     },
+    /// Sets the metadata (for later tables to match).
+    WriteMetadata(u32),
+    /// Decrements the IPv4 TTL, updating the header checksum (RFC 1624). A
+    /// packet whose TTL is 1 or 0 goes no further and is answered with an
+    /// ICMP time-exceeded from `icmp_src` (RFC 1812 §5.3.1). Non-IPv4 frames
+    /// are left alone.
+    DecTtl {
+        /// Source of the ICMP error (the router's address).
+        icmp_src: Ipv4Addr,
+    },
+    /// An IPv4 packet longer than `mtu` bytes: with DF set it goes no further
+    /// and is answered with fragmentation-needed carrying `mtu` from
+    /// `icmp_src` (silently dropped if `None`); without DF it is fragmented
+    /// (RFC 791, RFC 1812 §5.2.6).
+    CheckMtu {
+        /// Largest IPv4 packet that fits.
+        mtu: u16,
+        /// Source of fragmentation-needed errors.
+        icmp_src: Option<Ipv4Addr>,
+    },
+    /// Answers an IPv4 packet with ICMP destination-unreachable of `code`
+    /// from `icmp_src`; the packet goes no further.
+    IcmpUnreachable {
+        /// The code (see `unreachable`).
+        code: u8,
+        /// Source of the error.
+        icmp_src: Ipv4Addr,
+    },
+    /// Turns an ARP request into its reply, claiming the requested address
+    /// for `mac` (send it with `in_port`). Other frames are left alone.
+    ArpReply(EthernetAddress),
+    /// Turns an ICMP echo request into its reply: addresses and MACs swapped,
+    /// TTL 64 (send it with `in_port`). Other frames are left alone.
+    IcmpEchoReply,
 }
 
 /// An action list that cannot be installed.
@@ -104,9 +205,27 @@ pub enum ActionError {
     },
 }
 
+/// Smallest MTU an IPv4 link may have (RFC 791).
+pub const MIN_MTU: u16 = 68;
+
 /// Checks an action list for an entry in `table` of a switch with `n_tables`.
 pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(), ActionError> {
     for (i, action) in actions.iter().enumerate() {
+        if let Action::Ct {
+            nat:
+                Some(Nat::Src {
+                    ports: Some((lo, hi)),
+                    ..
+                }),
+            ..
+        } = *action
+            && (lo == 0 || lo > hi)
+        {
+            return Err(ActionError::OutOfRange {
+                field: "nat ports",
+                value: u32::from(lo),
+            });
+        }
         match *action {
             Action::GotoTable(to) | Action::Ct { table: to, .. } => {
                 if i + 1 != actions.len() {
@@ -136,6 +255,18 @@ pub fn validate_actions(actions: &[Action], table: u8, n_tables: u8) -> Result<(
                 return Err(ActionError::OutOfRange {
                     field: "vlan_pcp",
                     value: u32::from(pcp),
+                });
+            }
+            Action::CheckMtu { mtu, .. } if mtu < MIN_MTU => {
+                return Err(ActionError::OutOfRange {
+                    field: "check_mtu",
+                    value: u32::from(mtu),
+                });
+            }
+            Action::ArpReply(mac) if mac.is_multicast() => {
+                return Err(ActionError::OutOfRange {
+                    field: "arp_reply",
+                    value: u32::from(mac.0[0]),
                 });
             }
             Action::SetField(SetField::TunnelId(id)) if id > crate::wire::vxlan::MAX_VNI => {
@@ -180,10 +311,32 @@ pub fn write_actions(
                 zone,
                 commit,
                 table,
+                nat,
             } => {
                 let commit = if commit { "commit," } else { "" };
-                write!(out, "ct({commit}zone={zone},table={table})")?
+                write!(out, "ct({commit}zone={zone},")?;
+                if let Some(nat) = nat {
+                    write!(out, "{nat},")?;
+                }
+                write!(out, "table={table})")?
             }
+            Action::WriteMetadata(value) => write!(out, "write_metadata:{value:#x}")?,
+            Action::DecTtl { icmp_src } => write!(out, "dec_ttl(icmp_src={icmp_src})")?,
+            Action::CheckMtu {
+                mtu,
+                icmp_src: Some(src),
+            } => write!(out, "check_mtu({mtu},icmp_src={src})")?,
+            Action::CheckMtu {
+                mtu,
+                icmp_src: None,
+            } => write!(out, "check_mtu({mtu})")?,
+            Action::IcmpUnreachable { code, icmp_src } => write!(
+                out,
+                "icmp_unreachable({},icmp_src={icmp_src})",
+                unreachable::name(code)
+            )?,
+            Action::ArpReply(mac) => write!(out, "arp_reply({mac})")?,
+            Action::IcmpEchoReply => write!(out, "icmp_echo_reply")?,
             Action::PushVlan(tci) => {
                 write!(out, "push_vlan:vid={},pcp={}", tci & 0x0fff, tci >> 13)?
             }
@@ -254,6 +407,35 @@ mod tests {
         assert_eq!(
             s,
             "set_field:02:00:00:00:00:09->eth_dst,output:p3,CONTROLLER:128,goto_table:1"
+        );
+        let mut routed = String::new();
+        let gw: Ipv4Addr = "10.0.1.1".parse().unwrap();
+        write_actions(
+            &mut routed,
+            &[
+                Action::WriteMetadata(0x2000_0001),
+                Action::DecTtl { icmp_src: gw },
+                Action::CheckMtu {
+                    mtu: 1450,
+                    icmp_src: Some(gw),
+                },
+                Action::Ct {
+                    zone: 65280,
+                    commit: true,
+                    table: 9,
+                    nat: Some(Nat::Src {
+                        addr: "203.0.113.20".parse().unwrap(),
+                        ports: Some((1024, 65535)),
+                    }),
+                },
+            ],
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            routed,
+            "write_metadata:0x20000001,dec_ttl(icmp_src=10.0.1.1),check_mtu(1450,icmp_src=10.0.1.1),\
+             ct(commit,zone=65280,nat(src=203.0.113.20:1024-65535),table=9)"
         );
         let mut empty = String::new();
         write_actions(&mut empty, &[], &|_| None).unwrap();

@@ -2,9 +2,10 @@
 //! Input from the wire is checked: bad lengths and out-of-range numbers are
 //! errors, never panics.
 
+use super::action::Nat;
 use super::{
     Action, CtStateMatch, FlowMod, FlowModCommand, FlowSpec, FlowStats, IpPrefix, MacMatch, Match,
-    SetField, VlanMatch,
+    MetadataMatch, SetField, VlanMatch,
 };
 use crate::wire::EthernetAddress;
 use sdn_proto::southbound as pb;
@@ -70,6 +71,71 @@ fn ip(field: &'static str, bytes: &[u8]) -> Result<IpAddr> {
             Ok(IpAddr::V6(Ipv6Addr::from(b)))
         }
         len => Err(ConvertError::BadLength { field, len }),
+    }
+}
+
+fn ipv4(field: &'static str, bytes: &[u8]) -> Result<Ipv4Addr> {
+    match ip(field, bytes)? {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(ConvertError::BadLength { field, len: 16 }),
+    }
+}
+
+fn nat_from_pb(n: &pb::CtNat) -> Result<Nat> {
+    if n.kind == pb::NatKind::Existing as i32 {
+        return Ok(Nat::Existing);
+    }
+    let addr = ipv4("ct.nat.address", &n.address)?;
+    let port = |field, v: u32| narrow::<u16>(field, v);
+    match pb::NatKind::try_from(n.kind).unwrap_or(pb::NatKind::Unspecified) {
+        pb::NatKind::Source => Ok(Nat::Src {
+            addr,
+            ports: match n.port_min {
+                0 => None,
+                lo => Some((
+                    port("ct.nat.port_min", lo)?,
+                    port("ct.nat.port_max", n.port_max.max(lo))?,
+                )),
+            },
+        }),
+        pb::NatKind::Destination => Ok(Nat::Dst {
+            addr,
+            port: match n.port_min {
+                0 => None,
+                p => Some(port("ct.nat.port_min", p)?),
+            },
+        }),
+        pb::NatKind::Existing => Ok(Nat::Existing),
+        pb::NatKind::Unspecified => Err(ConvertError::Missing("ct.nat.kind")),
+    }
+}
+
+fn nat_to_pb(n: &Nat) -> pb::CtNat {
+    match *n {
+        Nat::Src { addr, ports } => pb::CtNat {
+            kind: pb::NatKind::Source as i32,
+            address: addr.octets().to_vec().into(),
+            port_min: ports.map_or(0, |(lo, _)| u32::from(lo)),
+            port_max: ports.map_or(0, |(_, hi)| u32::from(hi)),
+        },
+        Nat::Dst { addr, port } => pb::CtNat {
+            kind: pb::NatKind::Destination as i32,
+            address: addr.octets().to_vec().into(),
+            port_min: port.map_or(0, u32::from),
+            port_max: 0,
+        },
+        Nat::Existing => pb::CtNat {
+            kind: pb::NatKind::Existing as i32,
+            ..Default::default()
+        },
+    }
+}
+
+fn optional_ipv4(field: &'static str, bytes: &[u8]) -> Result<Option<Ipv4Addr>> {
+    if bytes.is_empty() {
+        Ok(None)
+    } else {
+        ipv4(field, bytes).map(Some)
     }
 }
 
@@ -162,6 +228,10 @@ impl TryFrom<&pb::Match> for Match {
                 })
                 .transpose()?,
             ct_zone: m.ct_zone.map(|v| narrow("ct_zone", v)).transpose()?,
+            metadata: m.metadata.map(|value| MetadataMatch {
+                value,
+                mask: m.metadata_mask.unwrap_or(u32::MAX),
+            }),
             tunnel_src: match ip("tunnel_src", &m.tunnel_src) {
                 _ if m.tunnel_src.is_empty() => None,
                 Ok(IpAddr::V4(a)) => Some(a),
@@ -217,6 +287,10 @@ impl From<&Match> for pb::Match {
             ct_state: m.ct_state.map(|c| u32::from(c.value)),
             ct_state_mask: m.ct_state.map_or(0, |c| u32::from(c.mask)),
             ct_zone: m.ct_zone.map(u32::from),
+            metadata: m.metadata.map(|x| x.value),
+            metadata_mask: m
+                .metadata
+                .and_then(|x| (x.mask != u32::MAX).then_some(x.mask)),
         }
     }
 }
@@ -243,7 +317,22 @@ impl TryFrom<&pb::Action> for Action {
                     zone: narrow("ct.zone", c.zone)?,
                     commit: c.commit,
                     table: narrow("ct.table", c.table)?,
+                    nat: c.nat.as_ref().map(nat_from_pb).transpose()?,
                 },
+                Kind::WriteMetadata(w) => Action::WriteMetadata(w.value),
+                Kind::DecTtl(d) => Action::DecTtl {
+                    icmp_src: ipv4("dec_ttl.icmp_src", &d.icmp_src)?,
+                },
+                Kind::CheckMtu(c) => Action::CheckMtu {
+                    mtu: narrow("check_mtu.mtu", c.mtu)?,
+                    icmp_src: optional_ipv4("check_mtu.icmp_src", &c.icmp_src)?,
+                },
+                Kind::IcmpUnreachable(u) => Action::IcmpUnreachable {
+                    code: narrow("icmp_unreachable.code", u.code)?,
+                    icmp_src: ipv4("icmp_unreachable.icmp_src", &u.icmp_src)?,
+                },
+                Kind::ArpReply(a) => Action::ArpReply(mac("arp_reply.mac", &a.mac)?),
+                Kind::IcmpEchoReply(_) => Action::IcmpEchoReply,
                 Kind::SetField(s) => Action::SetField(
                     match s.field.as_ref().ok_or(ConvertError::Missing("set_field"))? {
                         Field::EthSrc(b) => SetField::EthSrc(mac("set_field.eth_src", b)?),
@@ -310,11 +399,33 @@ impl From<&Action> for pb::Action {
                 zone,
                 commit,
                 table,
+                nat,
             } => Kind::Ct(pb::CtAction {
                 zone: u32::from(zone),
                 commit,
                 table: u32::from(table),
+                nat: nat.as_ref().map(nat_to_pb),
             }),
+            Action::WriteMetadata(value) => Kind::WriteMetadata(pb::WriteMetadataAction { value }),
+            Action::DecTtl { icmp_src } => Kind::DecTtl(pb::DecTtlAction {
+                icmp_src: icmp_src.octets().to_vec().into(),
+            }),
+            Action::CheckMtu { mtu, icmp_src } => Kind::CheckMtu(pb::CheckMtuAction {
+                mtu: u32::from(mtu),
+                icmp_src: icmp_src
+                    .map(|a| a.octets().to_vec().into())
+                    .unwrap_or_default(),
+            }),
+            Action::IcmpUnreachable { code, icmp_src } => {
+                Kind::IcmpUnreachable(pb::IcmpUnreachableAction {
+                    code: u32::from(code),
+                    icmp_src: icmp_src.octets().to_vec().into(),
+                })
+            }
+            Action::ArpReply(m) => Kind::ArpReply(pb::ArpReplyAction {
+                mac: m.0.to_vec().into(),
+            }),
+            Action::IcmpEchoReply => Kind::IcmpEchoReply(pb::Empty {}),
             Action::SetField(f) => Kind::SetField(pb::SetFieldAction {
                 field: Some(match f {
                     SetField::EthSrc(m) => Field::EthSrc(m.0.to_vec().into()),
@@ -493,6 +604,10 @@ mod tests {
                     mask: 0x32,
                 }),
                 ct_zone: Some(7),
+                metadata: Some(MetadataMatch {
+                    value: 0x1000_0002,
+                    mask: 0xf000_ffff,
+                }),
             },
             actions: vec![
                 Action::SetField(SetField::EthDst(mac(9))),
@@ -509,10 +624,32 @@ mod tests {
                 Action::InPort,
                 Action::Normal,
                 Action::Controller { max_len: 128 },
+                Action::WriteMetadata(0x2000_0003),
+                Action::DecTtl {
+                    icmp_src: "10.0.1.1".parse().unwrap(),
+                },
+                Action::CheckMtu {
+                    mtu: 1450,
+                    icmp_src: None,
+                },
+                Action::CheckMtu {
+                    mtu: 1500,
+                    icmp_src: Some("10.0.1.1".parse().unwrap()),
+                },
+                Action::IcmpUnreachable {
+                    code: 1,
+                    icmp_src: "10.0.1.1".parse().unwrap(),
+                },
+                Action::ArpReply(mac(5)),
+                Action::IcmpEchoReply,
                 Action::Ct {
                     zone: 7,
                     commit: true,
                     table: 2,
+                    nat: Some(Nat::Src {
+                        addr: "203.0.113.7".parse().unwrap(),
+                        ports: Some((1024, 2047)),
+                    }),
                 },
             ],
             cookie: 0xdead,

@@ -22,7 +22,7 @@ pub type PortNo = u32;
 /// - words 4-5: ip_src (IPv4 in the low 32 bits of word 5)
 /// - words 6-7: ip_dst (IPv4 in the low 32 bits of word 7)
 /// - word 8: tunnel_id
-/// - word 9: tunnel_src (IPv4 of the remote tunnel endpoint, low 32 bits)
+/// - word 9: metadata (32, high) | tunnel_src (IPv4 of the remote tunnel endpoint, low 32)
 ///
 /// For ARP, ip_src/ip_dst hold the sender/target protocol addresses and
 /// ip_proto the low byte of the operation; for ICMP, tp_src/tp_dst hold the
@@ -196,7 +196,18 @@ impl FlowKey {
 
     /// Sets the remote tunnel endpoint.
     pub fn set_tunnel_src(&mut self, addr: Ipv4Addr) {
-        self.words[9] = u64::from(u32::from(addr));
+        self.words[9] = (self.words[9] & !0xffff_ffff) | u64::from(u32::from(addr));
+    }
+
+    /// Metadata: 32 bits the tables write (`write_metadata`) and match, 0 on
+    /// arrival; it stays with the frame through every pass.
+    pub fn metadata(&self) -> u32 {
+        (self.words[9] >> 32) as u32
+    }
+
+    /// Sets the metadata.
+    pub fn set_metadata(&mut self, value: u32) {
+        self.words[9] = (self.words[9] & 0xffff_ffff) | (u64::from(value) << 32);
     }
 
     /// Source address as an `IpAddr`, read according to `eth_type`.
@@ -237,6 +248,7 @@ impl std::fmt::Debug for FlowKey {
             .field("tunnel_src", &self.tunnel_src())
             .field("ct_state", &self.ct_state())
             .field("ct_zone", &self.ct_zone())
+            .field("metadata", &format_args!("{:#x}", self.metadata()))
             .finish()
     }
 }
@@ -448,5 +460,11 @@ mod tests {
         key.set_tp_src(0xffff);
         key.set_eth_src(mac(9));
         assert_eq!((key.tp_src(), key.eth_src()), (0xffff, mac(9)));
+        key.set_metadata(0xdead_beef);
+        key.set_tunnel_src(Ipv4Addr::new(192, 168, 1, 2));
+        assert_eq!(key.metadata(), 0xdead_beef);
+        key.set_metadata(7);
+        assert_eq!(key.tunnel_src(), Ipv4Addr::new(192, 168, 1, 2));
+        assert_eq!(key.metadata(), 7);
     }
 }

@@ -128,6 +128,27 @@ pub struct Match {
     pub ct_state: Option<CtStateMatch>,
     /// Zone of the last `ct` action.
     pub ct_zone: Option<u16>,
+    /// Metadata written by earlier tables.
+    pub metadata: Option<MetadataMatch>,
+}
+
+/// A metadata match: the bits under `mask` must equal `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetadataMatch {
+    /// Required bits.
+    pub value: u32,
+    /// Bits that matter.
+    pub mask: u32,
+}
+
+impl MetadataMatch {
+    /// Exactly `value`.
+    pub fn exact(value: u32) -> MetadataMatch {
+        MetadataMatch {
+            value,
+            mask: u32::MAX,
+        }
+    }
 }
 
 /// A `ct_state` match: the bits under `mask` must equal `value`.
@@ -341,6 +362,10 @@ impl Match {
             value.set_tunnel_src(src);
             mask.set_tunnel_src(std::net::Ipv4Addr::BROADCAST);
         }
+        if let Some(m) = self.metadata {
+            value.set_metadata(m.value);
+            mask.set_metadata(m.mask);
+        }
         MaskedKey {
             value: value.masked(&mask),
             mask,
@@ -443,6 +468,11 @@ impl Match {
         }
         if let Some(src) = self.tunnel_src {
             parts.push(format!("tun_src={src}"));
+        }
+        match self.metadata {
+            Some(m) if m.mask == u32::MAX => parts.push(format!("metadata={:#x}", m.value)),
+            Some(m) => parts.push(format!("metadata={:#x}/{:#x}", m.value, m.mask)),
+            None => {}
         }
         write!(out, "{}", parts.join(","))
     }

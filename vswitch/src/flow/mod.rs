@@ -10,7 +10,9 @@ pub mod text;
 
 pub use action::{Action, ActionError, SetField};
 pub use key::{Extracted, FlowKey, Layout, PortNo};
-pub use matcher::{CtStateMatch, IpPrefix, MacMatch, MaskedKey, Match, MatchError, VlanMatch};
+pub use matcher::{
+    CtStateMatch, IpPrefix, MacMatch, MaskedKey, Match, MatchError, MetadataMatch, VlanMatch,
+};
 
 use std::time::Duration;
 

@@ -3,7 +3,9 @@
 //! frame lives in a `FrameBuf` that can grow or shrink at the front.
 
 use super::rewrite;
+use super::router_ops::{self, IcmpErrorKind, IcmpLimiter, TtlOutcome};
 use super::{Decision, FrameMeta, PacketInRequest};
+use crate::flow::action::Nat;
 use crate::flow::{FlowKey, Layout, PortNo, SetField};
 use crate::learning::{L2Decision, MacLearning};
 use std::net::Ipv4Addr;
@@ -132,7 +134,35 @@ pub(super) enum Step {
         zone: u16,
         commit: bool,
         table: u8,
+        nat: Option<Nat>,
     },
+    /// Metadata for later tables (the key carries it; the frame does not).
+    WriteMetadata(u32),
+    DecTtl {
+        icmp_src: Ipv4Addr,
+    },
+    CheckMtu {
+        mtu: u16,
+        icmp_src: Option<Ipv4Addr>,
+    },
+    IcmpUnreachable {
+        code: u8,
+        icmp_src: Ipv4Addr,
+    },
+    ArpReply(crate::wire::EthernetAddress),
+    IcmpEchoReply,
+}
+
+/// How carrying out a path's steps ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ran {
+    /// Every step ran (a final `ct` is the pipeline's to do).
+    Done,
+    /// A step took the frame out of the pipeline (an expired TTL, a packet
+    /// too big, an unreachable destination): no further pass.
+    Stopped,
+    /// A tag could not be pushed for lack of room: the frame is dropped.
+    NoHeadroom,
 }
 
 /// Adjusts a key as a step changes the frame, for the tables after it.
@@ -141,6 +171,7 @@ pub(super) fn apply_to_key(key: &mut FlowKey, step: &Step) {
         Step::SetField(field) => rewrite::apply_to_key(key, field),
         Step::PushVlan(tci) => key.set_vlan_tci(crate::flow::key::VLAN_PRESENT | (tci & 0xefff)),
         Step::PopVlan => key.set_vlan_tci(0),
+        Step::WriteMetadata(value) => key.set_metadata(value),
         _ => {}
     }
 }
@@ -166,7 +197,7 @@ fn is_tagged(frame: &[u8]) -> bool {
 
 /// Takes copies for the outputs recorded so far, and for a packet-in asked
 /// for earlier, before the frame changes.
-fn snapshot(frame: &mut dyn FrameBuf, out: &mut Decision) {
+pub(super) fn snapshot(frame: &mut dyn FrameBuf, out: &mut Decision) {
     if out.controller.is_some() && out.controller_frame.is_none() {
         out.controller_frame = Some(frame.bytes().to_vec());
     }
@@ -187,16 +218,70 @@ pub(super) struct Context<'a> {
     pub(super) now: Instant,
     pub(super) ports: &'a [PortNo],
     pub(super) learning: &'a mut MacLearning,
+    pub(super) router: &'a mut RouterState,
 }
 
-/// Carries out `steps` on one frame. Returns false if the frame had to be
-/// dropped (a tag could not be pushed for lack of room).
+/// What the router steps keep between frames: the ICMP rate limits and
+/// their counters.
+#[derive(Debug, Default)]
+pub(super) struct RouterState {
+    pub(super) limiter: IcmpLimiter,
+    /// ICMP errors the switch sent.
+    pub(super) icmp_sent: u64,
+    /// Packets whose TTL ran out.
+    pub(super) ttl_expired: u64,
+    /// Packets too big with DF set.
+    pub(super) too_big: u64,
+}
+
+impl RouterState {
+    /// Answers the IPv4 packet at `l3` of `frame` (whose source is `to`)
+    /// with an ICMP error, if the rate limits allow, as a frame of its own
+    /// sent back out of `in_port`.
+    fn answer(
+        &mut self,
+        frame: &[u8],
+        l3: usize,
+        kind: IcmpErrorKind,
+        icmp_src: Ipv4Addr,
+        cx: (Ipv4Addr, PortNo, Instant),
+        out: &mut Decision,
+    ) {
+        let (to, in_port, now) = cx;
+        if !self.limiter.allow(to, kind, now) {
+            return;
+        }
+        let mut error = Vec::new();
+        if router_ops::icmp_error(frame, l3, kind, icmp_src, &mut error) {
+            self.icmp_sent += 1;
+            out.generated.push((Output::to(in_port), error));
+        }
+    }
+}
+
+/// The largest IPv4 packet `frame` puts on the wire: its own length, or for
+/// a TSO super-frame the length of each segment it becomes.
+fn wire_size(frame: &[u8], layout: Layout, key: &FlowKey, gso_size: u16) -> Option<(u16, bool)> {
+    let (total, df) = router_ops::ipv4_size(frame, usize::from(layout.l3))?;
+    if gso_size == 0 || layout.l4 == 0 {
+        return Some((total, df));
+    }
+    let l4 = usize::from(layout.l4);
+    let l4_header = match key.ip_proto() {
+        6 => usize::from(*frame.get(l4 + 12)? >> 4) * 4,
+        _ => 8,
+    };
+    let segment = (l4 - usize::from(layout.l3)) + l4_header + usize::from(gso_size);
+    Some((u16::try_from(segment).unwrap_or(u16::MAX).min(total), df))
+}
+
+/// Carries out `steps` on one frame.
 pub(super) fn run_steps(
     steps: &[Step],
     frame: &mut dyn FrameBuf,
     cx: Context<'_>,
     out: &mut Decision,
-) -> bool {
+) -> Ran {
     let Context {
         key,
         mut layout,
@@ -204,7 +289,13 @@ pub(super) fn run_steps(
         now,
         ports,
         learning,
+        router,
     } = cx;
+    let ipv4 = key.eth_type() == 0x0800 && layout.l3 != 0;
+    let source = match key.ip_src() {
+        Some(std::net::IpAddr::V4(a)) => a,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
     let mut vni = None;
     let mut tunnel_dst = None;
     for step in steps {
@@ -234,6 +325,19 @@ pub(super) fn run_steps(
             }
             Step::SetField(SetField::TunnelId(id)) => vni = Some(id),
             Step::SetField(SetField::TunnelDst(dst)) => tunnel_dst = Some(dst),
+            Step::SetField(SetField::VlanVid(vid)) if !is_tagged(frame.bytes()) => {
+                // As Open vSwitch's mod_vlan_vid: an untagged frame gets a tag.
+                snapshot(frame, out);
+                if !frame.push_front(TAG_LEN) {
+                    out.clear();
+                    return Ran::NoHeadroom;
+                }
+                let bytes = frame.bytes();
+                bytes.copy_within(TAG_LEN..TAG_LEN + 12, 0);
+                bytes[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                bytes[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+                layout = shift(layout, TAG_LEN as i32);
+            }
             Step::SetField(field @ (SetField::VlanVid(_) | SetField::VlanPcp(_))) => {
                 snapshot(frame, out);
                 let bytes = frame.bytes();
@@ -255,7 +359,7 @@ pub(super) fn run_steps(
                 snapshot(frame, out);
                 if !frame.push_front(TAG_LEN) {
                     out.clear();
-                    return false;
+                    return Ran::NoHeadroom;
                 }
                 let bytes = frame.bytes();
                 bytes.copy_within(TAG_LEN..TAG_LEN + 12, 0);
@@ -263,7 +367,58 @@ pub(super) fn run_steps(
                 bytes[14..16].copy_from_slice(&tci.to_be_bytes());
                 layout = shift(layout, TAG_LEN as i32);
             }
-            Step::Ct { .. } => {}
+            Step::Ct { .. } | Step::WriteMetadata(_) => {}
+            Step::DecTtl { icmp_src } if ipv4 => {
+                snapshot(frame, out);
+                let l3 = usize::from(layout.l3);
+                if router_ops::dec_ttl(frame.bytes(), l3) == TtlOutcome::Expired {
+                    router.ttl_expired += 1;
+                    let cx = (source, meta.in_port, now);
+                    let kind = IcmpErrorKind::TimeExceeded;
+                    router.answer(frame.bytes(), l3, kind, icmp_src, cx, out);
+                    return Ran::Stopped;
+                }
+            }
+            Step::CheckMtu { mtu, icmp_src } if ipv4 => {
+                let Some((size, df)) = wire_size(frame.bytes(), layout, key, meta.gso_size) else {
+                    continue;
+                };
+                if size <= mtu {
+                    continue;
+                }
+                if !df {
+                    if meta.gso_size == 0 {
+                        out.fragment_mtu = Some(mtu);
+                    }
+                    continue;
+                }
+                router.too_big += 1;
+                if let Some(src) = icmp_src {
+                    let cx = (source, meta.in_port, now);
+                    let l3 = usize::from(layout.l3);
+                    let kind = IcmpErrorKind::FragNeeded(mtu);
+                    router.answer(frame.bytes(), l3, kind, src, cx, out);
+                }
+                return Ran::Stopped;
+            }
+            Step::IcmpUnreachable { code, icmp_src } => {
+                if ipv4 {
+                    let cx = (source, meta.in_port, now);
+                    let l3 = usize::from(layout.l3);
+                    let kind = IcmpErrorKind::Unreachable(code);
+                    router.answer(frame.bytes(), l3, kind, icmp_src, cx, out);
+                }
+                return Ran::Stopped;
+            }
+            Step::ArpReply(mac) => {
+                snapshot(frame, out);
+                router_ops::arp_reply(frame.bytes(), usize::from(layout.l3), mac);
+            }
+            Step::IcmpEchoReply if ipv4 => {
+                snapshot(frame, out);
+                router_ops::echo_reply(frame.bytes(), usize::from(layout.l3));
+            }
+            Step::DecTtl { .. } | Step::CheckMtu { .. } | Step::IcmpEchoReply => {}
             Step::PopVlan => {
                 let tagged = is_tagged(frame.bytes()) && frame.bytes().len() >= 12 + TAG_LEN + 2;
                 if tagged {
@@ -275,7 +430,7 @@ pub(super) fn run_steps(
             }
         }
     }
-    true
+    Ran::Done
 }
 
 /// Moves layer offsets by `delta` bytes (0 stays 0: "no such layer").

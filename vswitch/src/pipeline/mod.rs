@@ -8,16 +8,19 @@
 mod execute;
 mod flow_mod;
 pub(crate) mod rewrite;
+pub(crate) mod router_ops;
 mod table;
 mod timeouts;
 
 pub use execute::{FrameBuf, Output, OwnedFrame, TunnelMeta, TunnelTarget};
 
 use crate::classifier::RuleId;
-use crate::conntrack::{Conntrack, state as ct_state};
-use crate::flow::{Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo};
+use crate::conntrack::{Conntrack, Translation, Verdict, state as ct_state, translate};
+use crate::flow::{
+    Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo, SetField,
+};
 use crate::learning::MacLearning;
-use execute::{Context, Step, apply_to_key, run_steps};
+use execute::{Context, Ran, RouterState, Step, apply_to_key, run_steps};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -27,7 +30,7 @@ use table::FlowTable;
 use timeouts::Timer;
 
 /// Number of flow tables.
-pub const N_TABLES: u8 = 16;
+pub const N_TABLES: u8 = 32;
 
 /// Default maximum number of entries per table.
 pub const DEFAULT_TABLE_CAPACITY: usize = 200_000;
@@ -116,6 +119,12 @@ pub struct Decision {
     /// Rare: the frame as it was when the controller action ran, if later
     /// steps changed it (the packet-in carries this, not the final frame).
     pub controller_frame: Option<Vec<u8>>,
+    /// Rare: frames the switch made itself (ICMP errors), to send as they
+    /// are (no offload metadata).
+    pub generated: Vec<(Output, Vec<u8>)>,
+    /// The frame's outputs carry IPv4 fragments of at most this size (its
+    /// datagram is bigger and may be fragmented).
+    pub fragment_mtu: Option<u16>,
 }
 
 impl Decision {
@@ -125,11 +134,16 @@ impl Decision {
         self.controller = None;
         self.controller_frame = None;
         self.snapshots.clear();
+        self.generated.clear();
+        self.fragment_mtu = None;
     }
 
     /// Whether the frame goes nowhere.
     pub fn is_drop(&self) -> bool {
-        self.outputs.is_empty() && self.controller.is_none() && self.snapshots.is_empty()
+        self.outputs.is_empty()
+            && self.controller.is_none()
+            && self.snapshots.is_empty()
+            && self.generated.is_empty()
     }
 }
 
@@ -144,6 +158,8 @@ pub struct FrameMeta {
     pub partial_checksum: bool,
     /// It came out of a tunnel.
     pub tunnel: Option<TunnelMeta>,
+    /// For a TSO super-frame: the payload bytes of each segment (0: not one).
+    pub gso_size: u16,
 }
 
 impl FrameMeta {
@@ -154,6 +170,7 @@ impl FrameMeta {
             segments: 1,
             partial_checksum: false,
             tunnel: None,
+            gso_size: 0,
         }
     }
 }
@@ -171,6 +188,14 @@ pub struct PipelineCounters {
     pub runts: u64,
     /// Frames dropped because a tag could not be pushed (no room in front).
     pub no_headroom: u64,
+    /// ICMP errors the switch sent as a router.
+    pub icmp_sent: u64,
+    /// ICMP errors not sent because of the rate limits.
+    pub icmp_limited: u64,
+    /// Routed packets whose TTL ran out.
+    pub ttl_expired: u64,
+    /// Routed packets too big for the next hop with DF set.
+    pub too_big: u64,
 }
 
 /// The outcome of classifying one key: the entries it hit and what to do.
@@ -200,6 +225,7 @@ pub struct Pipeline {
     ports: Vec<PortNo>,
     learning: MacLearning,
     conntrack: Conntrack,
+    router: RouterState,
     counters: PipelineCounters,
     table_capacity: usize,
 }
@@ -221,6 +247,7 @@ impl Pipeline {
             ports: Vec::new(),
             learning: MacLearning::default(),
             conntrack: Conntrack::default(),
+            router: RouterState::default(),
             counters: PipelineCounters::default(),
             table_capacity: DEFAULT_TABLE_CAPACITY,
         }
@@ -239,7 +266,13 @@ impl Pipeline {
 
     /// Pipeline-wide counters.
     pub fn counters(&self) -> PipelineCounters {
-        self.counters
+        PipelineCounters {
+            icmp_sent: self.router.icmp_sent,
+            icmp_limited: self.router.limiter.limited,
+            ttl_expired: self.router.ttl_expired,
+            too_big: self.router.too_big,
+            ..self.counters
+        }
     }
 
     /// Entries across all tables.
@@ -286,6 +319,7 @@ impl Pipeline {
             ports,
             learning,
             conntrack,
+            router,
             counters,
             ..
         } = self;
@@ -319,10 +353,15 @@ impl Pipeline {
                 now,
                 ports,
                 learning,
+                router,
             };
-            if !run_steps(&path.steps, frame, cx, out) {
-                counters.no_headroom += 1;
-                return;
+            match run_steps(&path.steps, frame, cx, out) {
+                Ran::Done => {}
+                Ran::Stopped => return,
+                Ran::NoHeadroom => {
+                    counters.no_headroom += 1;
+                    return;
+                }
             }
             if path.missed {
                 counters.table_misses += 1;
@@ -331,6 +370,7 @@ impl Pipeline {
                 zone,
                 commit,
                 table,
+                nat,
             }) = path.steps.last()
             else {
                 return;
@@ -343,17 +383,39 @@ impl Pipeline {
                 }
             }
             key = exit_key;
-            let state = match frame.bytes().get(usize::from(layout.l3)..) {
-                Some(l3) if key.eth_type() == 0x0800 && layout.l3 != 0 => {
-                    let earlier = key.ct_state();
-                    if commit && earlier & ct_state::TRK != 0 && key.ct_zone() == zone {
+            let earlier = key.ct_state();
+            let state = if key.eth_type() == 0x0800 && layout.l3 != 0 {
+                let l3_at = usize::from(layout.l3);
+                let verdict = match frame.bytes().get(l3_at..) {
+                    Some(l3)
+                        if nat.is_none()
+                            && commit
+                            && earlier & ct_state::TRK != 0
+                            && key.ct_zone() == zone =>
+                    {
                         // An earlier pass tracked this packet in this zone.
-                        conntrack.commit_tracked(l3, zone, earlier, now)
-                    } else {
-                        conntrack.track(l3, zone, commit, now)
+                        Verdict {
+                            bits: conntrack.commit_tracked(l3, zone, earlier, now),
+                            translation: None,
+                        }
                     }
+                    Some(l3) => conntrack.track_nat(l3, zone, commit, nat, now),
+                    None => Verdict {
+                        bits: ct_state::TRK | ct_state::INV,
+                        translation: None,
+                    },
+                };
+                if let Some(translation) = verdict.translation {
+                    // Outputs taken before keep the frame as it was.
+                    execute::snapshot(frame, out);
+                    if let Some(l3) = frame.bytes().get_mut(l3_at..) {
+                        translate::apply(l3, &translation, meta.partial_checksum);
+                    }
+                    translated_key(&mut key, &translation);
                 }
-                _ => ct_state::TRK | ct_state::INV,
+                verdict.bits
+            } else {
+                ct_state::TRK | ct_state::INV
             };
             key.set_ct_state(state);
             key.set_ct_zone(zone);
@@ -412,9 +474,33 @@ impl Pipeline {
             now,
             ports: &self.ports,
             learning: &mut self.learning,
+            router: &mut self.router,
         };
-        if !run_steps(steps, frame, cx, out) {
+        if run_steps(steps, frame, cx, out) == Ran::NoHeadroom {
             self.counters.no_headroom += 1;
+        }
+    }
+}
+
+/// The key of a frame after NAT rewrote its addresses (and ports), for the
+/// tables of the next pass.
+fn translated_key(key: &mut FlowKey, translation: &Translation) {
+    match *translation {
+        Translation::Packet { to } => {
+            key.set_ip_src_bits(u128::from(u32::from(to.src)));
+            key.set_ip_dst_bits(u128::from(u32::from(to.dst)));
+            if matches!(key.ip_proto(), 6 | 17) {
+                key.set_tp_src(to.sport);
+                key.set_tp_dst(to.dport);
+            }
+        }
+        Translation::Error {
+            outer_src,
+            outer_dst,
+            ..
+        } => {
+            key.set_ip_src_bits(u128::from(u32::from(outer_src)));
+            key.set_ip_dst_bits(u128::from(u32::from(outer_dst)));
         }
     }
 }
@@ -449,11 +535,19 @@ fn step_of(action: &Action, table: u8, cookie: u64) -> Option<Step> {
             zone,
             commit,
             table,
+            nat,
         } => Step::Ct {
             zone,
             commit,
             table,
+            nat,
         },
+        Action::WriteMetadata(value) => Step::WriteMetadata(value),
+        Action::DecTtl { icmp_src } => Step::DecTtl { icmp_src },
+        Action::CheckMtu { mtu, icmp_src } => Step::CheckMtu { mtu, icmp_src },
+        Action::IcmpUnreachable { code, icmp_src } => Step::IcmpUnreachable { code, icmp_src },
+        Action::ArpReply(mac) => Step::ArpReply(mac),
+        Action::IcmpEchoReply => Step::IcmpEchoReply,
         Action::GotoTable(_) => return None,
     })
 }
@@ -487,8 +581,11 @@ fn classify(tables: &[FlowTable], mut key: FlowKey, start: u8) -> CachedPath {
                     return path;
                 }
                 Some(step) => {
+                    let tags = matches!(step, Step::PushVlan(_) | Step::PopVlan)
+                        || (matches!(step, Step::SetField(SetField::VlanVid(_)))
+                            && key.vlan_tci() == 0);
+                    path.moves_layers |= tags;
                     apply_to_key(&mut key, &step);
-                    path.moves_layers |= matches!(step, Step::PushVlan(_) | Step::PopVlan);
                     path.steps.push(step);
                 }
                 None => {

@@ -59,6 +59,8 @@ pub(crate) fn apply_to_key(key: &mut FlowKey, field: SetField) {
         SetField::VlanVid(vid) if key.vlan_tci() != 0 => {
             key.set_vlan_tci((key.vlan_tci() & 0xf000) | (vid & 0x0fff))
         }
+        // An untagged frame gets a tag (PCP 0).
+        SetField::VlanVid(vid) => key.set_vlan_tci(crate::flow::key::VLAN_PRESENT | (vid & 0x0fff)),
         SetField::VlanPcp(pcp) if key.vlan_tci() != 0 => {
             key.set_vlan_tci((key.vlan_tci() & 0x1fff) | (u16::from(pcp & 7) << 13));
         }

@@ -1016,6 +1016,7 @@ fn firewall(now: Instant) -> Pipeline {
         zone,
         commit,
         table,
+        nat: None,
     };
     for port in [1, 2] {
         add(
@@ -1144,6 +1145,7 @@ fn ct_on_a_frame_that_is_not_ipv4_is_invalid() {
                 zone: 1,
                 commit: true,
                 table: 1,
+                nat: None,
             }],
         ),
         now,

@@ -4,9 +4,11 @@
 //! references between sections, and that every port and interface is linked.
 //! Every problem is collected, each with its line, path and reason.
 
+mod internet;
 mod links;
 mod nodes;
 mod overlay;
+mod routing;
 mod security;
 
 use super::TopologyError;
@@ -14,7 +16,6 @@ use super::model::*;
 use super::raw::*;
 use ipnet::IpNet;
 use rustc_hash::{FxHashMap, FxHashSet};
-use sdn_vswitch::wire::EthernetAddress;
 use serde_saphyr::Spanned;
 use std::path::Path;
 use std::time::Duration;
@@ -140,19 +141,7 @@ impl DeviceInfo {
     }
 }
 
-/// A deterministic locally administered MAC for a host interface.
-pub(super) fn derived_mac(lab: &str, host: &str, interface: &str) -> EthernetAddress {
-    let hash = [lab, host, interface]
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, part| {
-            part.bytes()
-                .chain(std::iter::once(0))
-                .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-        });
-    let b = hash.to_be_bytes();
-    // 0x02: locally administered, unicast.
-    EthernetAddress([0x02, b[3], b[4], b[5], b[6], b[7]])
-}
+pub(super) use crate::topology::model::derived_mac;
 
 /// Validates a parsed file.
 pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<TopologyError>> {
@@ -207,6 +196,26 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
     );
 
     let security = security::security(&mut c, raw.security.as_ref(), &hosts, &networks, &links);
+    let mut resources = routing::ResourceNames::default();
+    let mut routing = routing::peerings_and_vpn_gateways(&mut c, &raw, &networks, &mut resources);
+    let names = security::Names::new(&hosts, &networks, &links);
+    let context = internet::Context {
+        lab: &lab,
+        networks: &networks,
+        hosts: &hosts,
+        switches: &switches,
+        links: &links,
+        names: &names,
+    };
+    let internet = internet::internet(&mut c, &raw, &context, &mut node_names, &mut resources);
+    let hops = routing::HopContext {
+        networks: &networks,
+        hosts: &hosts,
+        internet: &internet,
+        routing: &routing,
+    };
+    let tables = routing::route_tables(&mut c, &raw.route_tables, &names, &hops, &mut resources);
+    routing.route_tables = tables;
 
     if c.errors.is_empty() {
         Ok(Topology {
@@ -220,6 +229,8 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
             underlay,
             hypervisors,
             security,
+            routing,
+            internet,
         })
     } else {
         Err(c.errors)
@@ -262,6 +273,49 @@ fn controller_settings(
         }
     }
     settings
+}
+
+/// A subnet's `gateway:`: an IPv4 host address inside it.
+fn gateway(
+    c: &mut Checker<'_>,
+    text: &Spanned<String>,
+    path: &str,
+    cidr: &IpNet,
+) -> Option<std::net::Ipv4Addr> {
+    let Ok(address) = text.value.parse::<std::net::Ipv4Addr>() else {
+        c.error(
+            text,
+            path,
+            format!("{:?} is not an IPv4 address", text.value),
+        );
+        return None;
+    };
+    match cidr {
+        IpNet::V4(net) if !net.contains(&address) => {
+            c.error(text, path, format!("{address} is not inside subnet {cidr}"));
+            None
+        }
+        IpNet::V4(net)
+            if net.prefix_len() < 31
+                && (address == net.network() || address == net.broadcast()) =>
+        {
+            c.error(
+                text,
+                path,
+                format!("{address} is the network or broadcast address of {cidr}"),
+            );
+            None
+        }
+        IpNet::V4(_) => Some(address),
+        IpNet::V6(_) => {
+            c.error(
+                text,
+                path,
+                "IPv6 subnets are not routed: they have no gateway",
+            );
+            None
+        }
+    }
 }
 
 fn networks(c: &mut Checker<'_>, raw: &[Spanned<RawNetwork>]) -> Vec<Network> {
@@ -322,9 +376,14 @@ fn networks(c: &mut Checker<'_>, raw: &[Spanned<RawNetwork>]) -> Vec<Network> {
                     ),
                 );
             }
+            let gateway = match &sub.gateway {
+                None => default_gateway(&sub_cidr),
+                Some(text) => gateway(c, text, &format!("{spath}.gateway"), &sub_cidr),
+            };
             subnets.push(Subnet {
                 name: sub.name.value.clone(),
                 cidr: sub_cidr,
+                gateway,
             });
         }
         if let Some(cidr) = cidr {

@@ -11,13 +11,25 @@ use sdn_vswitch::wire::EthernetAddress;
 use serde_saphyr::Spanned;
 use std::net::IpAddr;
 
+/// Node names the lab uses for namespaces of its own.
+const RESERVED_NODES: [&str; 2] = ["internet", "underlay"];
+
 pub(super) fn claim_node(
     c: &mut Checker<'_>,
     names: &mut FxHashMap<String, String>,
     name: &Spanned<String>,
     path: &str,
 ) {
-    if let Some(first) = names.get(&name.value) {
+    if RESERVED_NODES.contains(&name.value.as_str()) {
+        c.error(
+            name,
+            path,
+            format!(
+                "name {} is reserved (the lab's {} namespace); choose another",
+                name.value, name.value
+            ),
+        );
+    } else if let Some(first) = names.get(&name.value) {
         c.error(
             name,
             path,
@@ -27,6 +39,9 @@ pub(super) fn claim_node(
         names.insert(name.value.clone(), path.to_string());
     }
 }
+
+/// Port numbers the switch gives its own ports.
+const RESERVED_PORTS: [u32; 2] = [65_000, 65_001];
 
 pub(super) fn switches(
     c: &mut Checker<'_>,
@@ -87,9 +102,27 @@ pub(super) fn switches(
                     );
                     continue;
                 }
+                Some(n) if RESERVED_PORTS.contains(&n.value) => {
+                    c.error(
+                        n,
+                        format!("{ppath}.number"),
+                        format!(
+                            "port number {} is reserved (65000: the VXLAN endpoint, 65001: the internet uplink)",
+                            n.value
+                        ),
+                    );
+                    continue;
+                }
                 Some(n) => n.value,
                 None => p as u32 + 1,
             };
+            if port.name.value == UPLINK_PORT_NAME {
+                c.error(
+                    &port.name,
+                    format!("{ppath}.name"),
+                    format!("port name {UPLINK_PORT_NAME} is reserved for the internet uplink; choose another"),
+                );
+            }
             if let Some(other) = ports.iter().find(|o| o.number == number) {
                 c.error(
                     &port.name,
@@ -269,6 +302,16 @@ pub(super) fn hosts(
                     ),
                 );
             }
+            if subnet.gateway.map(IpAddr::V4) == Some(address) {
+                c.error(
+                    &iface.address,
+                    format!("{ipath}.address"),
+                    format!(
+                        "{address} is the gateway of subnet {}/{} (the switch answers for it); give the host another address, or the subnet another gateway:",
+                        network.name, subnet.name
+                    ),
+                );
+            }
             if let Some(first) = addresses.insert((network.name.clone(), address), ipath.clone()) {
                 c.error(
                     &iface.address,
@@ -323,6 +366,7 @@ pub(super) fn hosts(
                 prefix_len: subnet.cidr.prefix_len(),
                 mac,
                 mtu,
+                ip_forward: iface.ip_forward.as_ref().is_some_and(|f| f.value),
             });
         }
         out.push(Host {

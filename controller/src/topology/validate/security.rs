@@ -3,7 +3,7 @@
 //! direction, 1000 rules; ACG: 100 rules, 3 groups per interface).
 
 use super::Checker;
-use crate::security::rules::{Access, Direction, PortRange, Protocol};
+use crate::topology::common::{Access, Direction, PortRange, Protocol};
 use crate::topology::raw::{RawAcg, RawAcgRule, RawNsg, RawNsgRule, RawPorts, RawSecurity};
 use crate::topology::security::*;
 use crate::topology::{Host, Link, Network, NodeKind, peer_of};
@@ -23,12 +23,36 @@ pub(crate) const MAX_ACGS_PER_INTERFACE: usize = 3;
 /// Default flow log rate (lines per second).
 const DEFAULT_FLOW_LOG_RATE: u32 = 10;
 
-struct Names<'t> {
+/// What names in a section can refer to.
+pub(super) struct Names<'t> {
     interfaces: FxHashSet<(&'t str, &'t str)>,
     links: &'t [Link],
     subnets: Vec<(&'t str, &'t str)>,
     asgs: FxHashSet<String>,
     acgs: FxHashSet<String>,
+}
+
+impl<'t> Names<'t> {
+    /// The host interfaces, links and subnets of a file (no groups).
+    pub(super) fn new(hosts: &'t [Host], networks: &'t [Network], links: &'t [Link]) -> Names<'t> {
+        Names {
+            interfaces: hosts
+                .iter()
+                .flat_map(|h| {
+                    h.interfaces
+                        .iter()
+                        .map(|i| (h.name.as_str(), i.name.as_str()))
+                })
+                .collect(),
+            links,
+            subnets: networks
+                .iter()
+                .flat_map(|n| n.subnets.iter().map(|s| (n.name.as_str(), s.name.as_str())))
+                .collect(),
+            asgs: FxHashSet::default(),
+            acgs: FxHashSet::default(),
+        }
+    }
 }
 
 pub(super) fn security(
@@ -82,19 +106,6 @@ pub(super) fn security(
         out.flow_log_rate = Some(rate);
     }
     let names = Names {
-        interfaces: hosts
-            .iter()
-            .flat_map(|h| {
-                h.interfaces
-                    .iter()
-                    .map(|i| (h.name.as_str(), i.name.as_str()))
-            })
-            .collect(),
-        links,
-        subnets: networks
-            .iter()
-            .flat_map(|n| n.subnets.iter().map(|s| (n.name.as_str(), s.name.as_str())))
-            .collect(),
         asgs: raw
             .asgs
             .iter()
@@ -105,6 +116,7 @@ pub(super) fn security(
             .iter()
             .map(|a| a.value.name.value.clone())
             .collect(),
+        ..Names::new(hosts, networks, links)
     };
     let mut group_names: FxHashSet<String> = FxHashSet::default();
     let mut unique = |c: &mut Checker<'_>, name: &Spanned<String>, path: &str| {
@@ -225,7 +237,7 @@ fn attachments(c: &mut Checker<'_>, raw: &RawSecurity, sec: &Security) {
     }
 }
 
-fn interface_refs(
+pub(super) fn interface_refs(
     c: &mut Checker<'_>,
     raw: &[Spanned<String>],
     path: &str,
@@ -275,7 +287,7 @@ fn interface_refs(
     out
 }
 
-fn subnet_refs(
+pub(super) fn subnet_refs(
     c: &mut Checker<'_>,
     raw: &[Spanned<String>],
     path: &str,
@@ -432,6 +444,9 @@ fn peer(
     if text.eq_ignore_ascii_case("virtualnetwork") {
         return Peer::VirtualNetwork;
     }
+    if text.eq_ignore_ascii_case("internet") {
+        return Peer::Internet;
+    }
     if names.asgs.contains(text) || (acg_names && names.acgs.contains(text)) {
         return Peer::Group(text.to_string());
     }
@@ -453,7 +468,7 @@ fn peer(
                 c.error(
                     raw,
                     path,
-                    format!("{part:?} is not an IPv4 address or CIDR without host bits, any, VirtualNetwork, or {groups} of this file"),
+                    format!("{part:?} is not an IPv4 address or CIDR without host bits, any, VirtualNetwork, Internet, or {groups} of this file"),
                 );
                 return Peer::Any;
             }

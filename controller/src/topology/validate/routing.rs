@@ -1,0 +1,352 @@
+//! Peerings, VPN gateways and route tables: peerings join two existing,
+//! different networks whose address spaces do not overlap; a route table
+//! attaches to subnets (one table per subnet) and its routes have valid
+//! prefixes and next hops that exist for every subnet it steers: a virtual
+//! appliance is a forwarding interface of the subnet's network or a peered
+//! one, `internet` needs the network's internet gateway, a VPN gateway
+//! belongs to the network.
+
+use super::Checker;
+use super::security::{Names, subnet_refs};
+use crate::topology::model::{Host, Network};
+use crate::topology::raw::{RawNextHop, RawRoute, RawRouteTable, RawTopology};
+use crate::topology::routing::{Internet, NextHop, RouteTable, Routing, UserRoute, VpnGateway};
+use crate::topology::security::SubnetRef;
+use ipnet::IpNet;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_saphyr::Spanned;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Most routes in one route table (Azure's limit).
+const MAX_ROUTES: usize = 400;
+
+/// Names of routing and edge resources, unique across their kinds.
+#[derive(Default)]
+pub(super) struct ResourceNames(FxHashMap<String, String>);
+
+impl ResourceNames {
+    /// Claims `name` for the resource at `path`; reports a clash.
+    pub(super) fn claim(&mut self, c: &mut Checker<'_>, name: &Spanned<String>, path: &str) {
+        if !c.name(name, path) {
+            return;
+        }
+        if let Some(first) = self.0.get(&name.value) {
+            c.error(
+                name,
+                path,
+                format!("name {} is already used by {first}", name.value),
+            );
+        } else {
+            self.0.insert(name.value.clone(), path.to_string());
+        }
+    }
+}
+
+/// Whether two address spaces overlap.
+pub(super) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Validates `peerings` and `vpn_gateways`; route tables come later, once
+/// the internet gateways are known (see `route_tables`).
+pub(super) fn peerings_and_vpn_gateways(
+    c: &mut Checker<'_>,
+    raw: &RawTopology,
+    networks: &[Network],
+    resources: &mut ResourceNames,
+) -> Routing {
+    let mut routing = Routing::default();
+    for (i, pair) in raw.peerings.iter().enumerate() {
+        let path = format!("peerings[{i}]");
+        let [a, b] = pair.value.as_slice() else {
+            c.error(
+                pair,
+                &path,
+                format!(
+                    "a peering joins exactly two networks, like [vnet-a, vnet-b]; got {}",
+                    pair.value.len()
+                ),
+            );
+            continue;
+        };
+        let mut found = Vec::new();
+        for (e, end) in [a, b].into_iter().enumerate() {
+            match networks.iter().find(|n| n.name == end.value) {
+                Some(n) => found.push(n),
+                None => c.error(
+                    end,
+                    format!("{path}[{e}]"),
+                    format!("no network named {}", end.value),
+                ),
+            }
+        }
+        let [x, y] = found.as_slice() else { continue };
+        if x.name == y.name {
+            c.error(pair, &path, format!("peers network {} with itself", x.name));
+        } else if overlaps(&x.cidr, &y.cidr) {
+            c.error(
+                pair,
+                &path,
+                format!(
+                    "networks {} ({}) and {} ({}) overlap; overlapping networks cannot be peered",
+                    x.name, x.cidr, y.name, y.cidr
+                ),
+            );
+        } else if routing.peered(&x.name, &y.name) {
+            c.error(
+                pair,
+                &path,
+                format!("networks {} and {} are already peered", x.name, y.name),
+            );
+        } else {
+            routing.peerings.push((x.name.clone(), y.name.clone()));
+        }
+    }
+    for (i, gw) in raw.vpn_gateways.iter().enumerate() {
+        let path = format!("vpn_gateways[{i}]");
+        resources.claim(c, &gw.value.name, &format!("{path}.name"));
+        let network = &gw.value.network;
+        if !networks.iter().any(|n| n.name == network.value) {
+            c.error(
+                network,
+                format!("{path}.network"),
+                format!("no network named {}", network.value),
+            );
+            continue;
+        }
+        routing.vpn_gateways.push(VpnGateway {
+            name: gw.value.name.value.clone(),
+            network: network.value.clone(),
+        });
+    }
+    routing
+}
+
+/// What the next hops of a route table may name.
+pub(super) struct HopContext<'a> {
+    pub(super) networks: &'a [Network],
+    pub(super) hosts: &'a [Host],
+    pub(super) internet: &'a Internet,
+    /// Peerings and VPN gateways, validated.
+    pub(super) routing: &'a Routing,
+}
+
+/// Validates `route_tables`.
+pub(super) fn route_tables(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawRouteTable>],
+    names: &Names<'_>,
+    context: &HopContext<'_>,
+    resources: &mut ResourceNames,
+) -> Vec<RouteTable> {
+    let mut out = Vec::new();
+    let mut attached: FxHashMap<SubnetRef, String> = FxHashMap::default();
+    for (i, table) in raw.iter().enumerate() {
+        let path = format!("route_tables[{i}]");
+        let table = &table.value;
+        resources.claim(c, &table.name, &format!("{path}.name"));
+        let subnets = subnet_refs(c, &table.subnets, &format!("{path}.subnets"), names);
+        for (j, subnet) in subnets.iter().enumerate() {
+            if let Some(first) = attached.insert(subnet.clone(), table.name.value.clone()) {
+                let at = table.subnets.get(j).unwrap_or(&table.name);
+                c.error(
+                    at,
+                    format!("{path}.subnets[{j}]"),
+                    format!(
+                        "subnet {}/{} already has route table {first}; a subnet takes one",
+                        subnet.network, subnet.subnet
+                    ),
+                );
+            }
+        }
+        if table.routes.len() > MAX_ROUTES {
+            c.error(
+                &table.name,
+                format!("{path}.routes"),
+                format!("{} routes; at most {MAX_ROUTES}", table.routes.len()),
+            );
+        }
+        let mut routes: Vec<UserRoute> = Vec::new();
+        let mut route_names = FxHashSet::default();
+        for (r, route) in table.routes.iter().enumerate() {
+            let rpath = format!("{path}.routes[{r}]");
+            let Some(route) = user_route(c, &route.value, &rpath, r, &subnets, context) else {
+                continue;
+            };
+            if !route_names.insert(route.name.clone()) {
+                let at = table.routes[r].value.name.as_ref().unwrap_or(&table.name);
+                c.error(
+                    at,
+                    format!("{rpath}.name"),
+                    format!("route {} is declared twice in this table", route.name),
+                );
+            }
+            if let Some(other) = routes.iter().find(|o| o.prefix == route.prefix) {
+                c.error(
+                    &table.routes[r].value.prefix,
+                    format!("{rpath}.prefix"),
+                    format!(
+                        "prefix {} is already routed by {}; one route per prefix",
+                        route.prefix, other.name
+                    ),
+                );
+            }
+            routes.push(route);
+        }
+        out.push(RouteTable {
+            name: table.name.value.clone(),
+            routes,
+            subnets,
+        });
+    }
+    out
+}
+
+fn user_route(
+    c: &mut Checker<'_>,
+    raw: &RawRoute,
+    path: &str,
+    index: usize,
+    subnets: &[SubnetRef],
+    context: &HopContext<'_>,
+) -> Option<UserRoute> {
+    let name = match &raw.name {
+        Some(n) => {
+            c.name(n, &format!("{path}.name"));
+            n.value.clone()
+        }
+        None => format!("route{index}"),
+    };
+    let prefix = match c.cidr(&raw.prefix, &format!("{path}.prefix"))? {
+        IpNet::V4(net) => net,
+        IpNet::V6(net) => {
+            c.error(
+                &raw.prefix,
+                format!("{path}.prefix"),
+                format!("{net}: routes are IPv4"),
+            );
+            return None;
+        }
+    };
+    let next_hop = next_hop(c, &raw.next_hop, &format!("{path}.next_hop"))?;
+    let hop_path = format!("{path}.next_hop");
+    for subnet in subnets {
+        let Some(network) = context.networks.iter().find(|n| n.name == subnet.network) else {
+            continue;
+        };
+        match &next_hop {
+            NextHop::Internet if context.internet.gateway_of(&network.name).is_none() => c.error(
+                &raw.next_hop,
+                &hop_path,
+                format!(
+                    "network {} has no internet gateway (add one under internet_gateways)",
+                    network.name
+                ),
+            ),
+            NextHop::VirtualAppliance(address) => {
+                if let Err(reason) = appliance(context, subnet, *address) {
+                    c.error(&raw.next_hop, &hop_path, reason);
+                }
+            }
+            NextHop::VpnGateway(name) => {
+                match context
+                    .routing
+                    .vpn_gateways
+                    .iter()
+                    .find(|g| &g.name == name)
+                {
+                    None => c.error(
+                        &raw.next_hop,
+                        &hop_path,
+                        format!("no VPN gateway named {name} (see vpn_gateways)"),
+                    ),
+                    Some(g) if g.network != network.name => c.error(
+                        &raw.next_hop,
+                        &hop_path,
+                        format!(
+                            "VPN gateway {name} belongs to network {}, not to {}",
+                            g.network, network.name
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            NextHop::Internet | NextHop::None => {}
+        }
+    }
+    Some(UserRoute {
+        name,
+        prefix,
+        next_hop,
+    })
+}
+
+/// Checks that `address` is a forwarding interface `subnet` can route to:
+/// in its own network or a peered one.
+fn appliance(
+    context: &HopContext<'_>,
+    subnet: &SubnetRef,
+    address: Ipv4Addr,
+) -> Result<(), String> {
+    let reachable = |network: &str| {
+        network == subnet.network || context.routing.peered(network, &subnet.network)
+    };
+    let candidates: Vec<_> = context
+        .hosts
+        .iter()
+        .flat_map(|h| h.interfaces.iter().map(move |i| (h, i)))
+        .filter(|(_, i)| i.address == IpAddr::V4(address))
+        .collect();
+    let Some(&(host, iface)) = candidates
+        .iter()
+        .find(|(_, i)| reachable(&i.network))
+        .or(candidates.first())
+    else {
+        return Err(format!(
+            "no host interface has address {address}: a virtual appliance is a host interface with ip_forward: true"
+        ));
+    };
+    if !reachable(&iface.network) {
+        return Err(format!(
+            "appliance {address} ({}:{}) is in network {}, which subnet {}/{} cannot reach (not its network, not peered)",
+            host.name, iface.name, iface.network, subnet.network, subnet.subnet
+        ));
+    }
+    if !iface.ip_forward {
+        return Err(format!(
+            "{}:{} ({address}) does not forward: give it ip_forward: true to make it a virtual appliance",
+            host.name, iface.name
+        ));
+    }
+    Ok(())
+}
+
+fn next_hop(c: &mut Checker<'_>, raw: &Spanned<RawNextHop>, path: &str) -> Option<NextHop> {
+    let want = "want none, internet, { virtual_appliance: ADDRESS } or { vpn_gateway: NAME }";
+    match &raw.value {
+        RawNextHop::Word(w) if w == "none" => Some(NextHop::None),
+        RawNextHop::Word(w) if w == "internet" => Some(NextHop::Internet),
+        RawNextHop::Word(w) => {
+            c.error(raw, path, format!("{w:?}: {want}"));
+            None
+        }
+        RawNextHop::Map(map) => match map.iter().collect::<Vec<_>>().as_slice() {
+            [(key, value)] if key.as_str() == "virtual_appliance" => {
+                match value.parse::<Ipv4Addr>() {
+                    Ok(address) => Some(NextHop::VirtualAppliance(address)),
+                    Err(_) => {
+                        c.error(raw, path, format!("{value:?} is not an IPv4 address"));
+                        None
+                    }
+                }
+            }
+            [(key, value)] if key.as_str() == "vpn_gateway" => {
+                Some(NextHop::VpnGateway((*value).clone()))
+            }
+            _ => {
+                c.error(raw, path, want);
+                None
+            }
+        },
+    }
+}
