@@ -7,9 +7,8 @@
 mod support;
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
 use support::*;
 
 const CLIENT: &str = "10.30.0.10";
@@ -17,70 +16,6 @@ const WEB1: &str = "10.30.0.11";
 const WEB2: &str = "10.30.0.12";
 const APP1: &str = "10.30.0.21";
 const DB1: &str = "10.30.0.31";
-
-fn at(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("address"), port)
-}
-
-/// Runs `work` on a thread inside namespace `ns` (sockets it makes stay there).
-fn in_ns<T: Send + 'static>(ns: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        sdn_vswitch::netns::enter(&ns).expect("enter namespace");
-        work()
-    })
-    .join()
-    .expect("namespace thread")
-}
-
-/// An open TCP connection between two hosts: both ends.
-struct Conn {
-    client: TcpStream,
-    server: TcpStream,
-}
-
-impl Conn {
-    /// Whether `data` sent by the client reaches the server and comes back.
-    fn echoes(&mut self, data: &[u8]) -> bool {
-        let timeout = Some(Duration::from_millis(1500));
-        self.server.set_read_timeout(timeout).expect("timeout");
-        self.client.set_read_timeout(timeout).expect("timeout");
-        let mut got = vec![0u8; data.len()];
-        self.client.write_all(data).is_ok()
-            && self.server.read_exact(&mut got).is_ok()
-            && self.server.write_all(&got).is_ok()
-            && self.client.read_exact(&mut got).is_ok()
-            && got == data
-    }
-}
-
-/// Opens a TCP connection from `client` to `server:port`, or `None` if the
-/// handshake does not complete within a second and a half.
-fn connect(lab: &Lab, client: &str, server: &str, address: SocketAddr) -> Option<Conn> {
-    let listener: TcpListener = in_ns(&lab.ns(server), move || {
-        let l = TcpListener::bind(address).expect("listen");
-        l.set_nonblocking(true).expect("nonblocking");
-        l
-    });
-    let stream = in_ns(&lab.ns(client), move || {
-        TcpStream::connect_timeout(&address, Duration::from_millis(1500))
-    })
-    .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match listener.accept() {
-            Ok((server, _)) => {
-                server.set_nonblocking(false).expect("blocking");
-                return Some(Conn {
-                    client: stream,
-                    server,
-                });
-            }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("connected but the server saw nothing: {e}"),
-        }
-    }
-}
 
 /// Whether a TCP connection opens and carries data both ways.
 fn tcp_works(lab: &Lab, client: &str, server: &str, address: SocketAddr) -> bool {
