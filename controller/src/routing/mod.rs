@@ -11,3 +11,6 @@ pub mod switch;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pipeline_tests;

@@ -1,0 +1,412 @@
+//! Packets through a switch of `topologies/routing.yaml` running every flow
+//! its control session would install (skeleton, VLAN application, firewall,
+//! routing): frames built here go in, what leaves each port is checked field
+//! by field.
+
+use super::addresses::{edge_mac, internet_router_mac, router_mac};
+use super::switch::Router;
+use crate::app::App;
+use crate::reconcile::Reconciler;
+use crate::security::switch::Firewall;
+use crate::tables;
+use crate::topology::{Topology, UPLINK_PORT, parse};
+use sdn_vswitch::pipeline::{Decision, FrameMeta, OwnedFrame, Pipeline};
+use sdn_vswitch::testutil::FrameBuilder;
+use sdn_vswitch::wire::{
+    ArpPacket, EthernetAddress, EthernetFrame, IcmpPacket, IpPair, IpProtocol, Ipv4Packet,
+    TcpFlags, TcpSegment, UdpDatagram, checksum,
+};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const LAB: &str = "routing";
+
+struct Switch {
+    topology: Topology,
+    pipeline: Pipeline,
+    now: Instant,
+}
+
+/// What left one port.
+#[derive(Debug)]
+struct Sent {
+    port: u32,
+    bytes: Vec<u8>,
+}
+
+impl Switch {
+    fn new(name: &str) -> Switch {
+        let topology = parse(
+            include_str!("../../../topologies/routing.yaml"),
+            Path::new("routing.yaml"),
+        )
+        .unwrap();
+        let mut r = Reconciler::new();
+        for spec in tables::skeleton() {
+            r.want(spec);
+        }
+        App::for_switch(&topology, name, Duration::from_secs(300)).want_base(&mut r);
+        Firewall::for_switch(&topology, name).want(&mut r);
+        Router::for_switch(&topology, name).want(&mut r);
+        let now = Instant::now();
+        let mut pipeline = Pipeline::new();
+        pipeline.set_ports(&[1, 2, 3, 65_000, UPLINK_PORT]);
+        for m in r.sync_all() {
+            pipeline.apply_flow_mod(&m, now).unwrap();
+        }
+        Switch {
+            topology,
+            pipeline,
+            now,
+        }
+    }
+
+    fn mac(&self, host: &str) -> EthernetAddress {
+        self.topology.host(host).unwrap().interfaces[0].mac
+    }
+
+    fn send(&mut self, in_port: u32, frame: &[u8]) -> Vec<Sent> {
+        let mut buffer = OwnedFrame::new(frame);
+        let mut d = Decision::default();
+        self.pipeline
+            .process(&mut buffer, FrameMeta::plain(in_port), self.now, &mut d);
+        let last = buffer.into_vec();
+        let mut sent: Vec<Sent> = d
+            .snapshots
+            .iter()
+            .chain(&d.generated)
+            .map(|(o, bytes)| Sent {
+                port: o.port,
+                bytes: bytes.clone(),
+            })
+            .collect();
+        sent.extend(d.outputs.iter().map(|o| Sent {
+            port: o.port,
+            bytes: last.clone(),
+        }));
+        sent
+    }
+
+    /// The one frame that left `port`.
+    fn out_of(&mut self, in_port: u32, frame: &[u8], port: u32) -> Vec<u8> {
+        let sent = self.send(in_port, frame);
+        let mut on_port: Vec<Sent> = sent.into_iter().filter(|s| s.port == port).collect();
+        assert_eq!(
+            on_port.len(),
+            1,
+            "one frame out of port {port}: {on_port:?}"
+        );
+        on_port.remove(0).bytes
+    }
+}
+
+fn addr(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+/// The IPv4 packet of an untagged frame.
+fn ip_of(frame: &[u8]) -> Ipv4Packet<&[u8]> {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(u16::from(eth.ethertype()), 0x0800, "untagged IPv4");
+    Ipv4Packet::new_checked(&frame[14..]).unwrap()
+}
+
+/// Whether the IPv4 header and the L4 checksum verify.
+fn checksums_valid(frame: &[u8]) -> bool {
+    let ip = ip_of(frame);
+    let ips = IpPair::V4(ip.src_addr(), ip.dst_addr());
+    let l4 = match ip.protocol() {
+        IpProtocol::Tcp => TcpSegment::new_checked(ip.payload())
+            .unwrap()
+            .verify_checksum(ips),
+        IpProtocol::Udp => UdpDatagram::new_checked(ip.payload())
+            .unwrap()
+            .verify_checksum(ips),
+        IpProtocol::Icmp => IcmpPacket::new_checked(ip.payload())
+            .unwrap()
+            .verify_checksum(ips),
+        _ => true,
+    };
+    ip.verify_checksum() && l4
+}
+
+fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    frame[22] = ttl;
+    frame[24..26].fill(0);
+    let sum = checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// sw1's ports: p1 web1 (VLAN 10), p2 app1 (VLAN 20), p3 nva (VLAN 20).
+const WEB1_PORT: u32 = 1;
+const APP1_PORT: u32 = 2;
+
+#[test]
+fn a_routed_frame_gets_new_macs_a_lower_ttl_and_a_right_checksum() {
+    let mut sw = Switch::new("sw1");
+    // A SYN: web1's NSG tracks connections, and lets its network in.
+    let frame = FrameBuilder::tcp4("10.20.2.11:40000", "10.20.1.11:80", b"routed")
+        .tcp_flags(TcpFlags::SYN)
+        .tcp_seq_ack(1, 0)
+        .src_mac(sw.mac("app1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(APP1_PORT, &frame, WEB1_PORT);
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(eth.src_addr(), router_mac(LAB), "the gateway MAC as source");
+    assert_eq!(eth.dst_addr(), sw.mac("web1"), "the host's MAC");
+    let ip = ip_of(&out);
+    assert_eq!(ip.ttl(), 63);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (addr("10.20.2.11"), addr("10.20.1.11"))
+    );
+    assert!(checksums_valid(&out));
+    assert_eq!(
+        &out[34..],
+        &frame[34..],
+        "the TCP segment crosses untouched"
+    );
+}
+
+#[test]
+fn ttl_one_gives_time_exceeded_from_the_gateway_quoting_the_packet() {
+    let mut sw = Switch::new("sw1");
+    let frame = with_ttl(
+        FrameBuilder::udp4("10.20.2.11:33434", "10.20.1.12:33434", b"probe")
+            .src_mac(sw.mac("app1"))
+            .dst_mac(router_mac(LAB))
+            .build(),
+        1,
+    );
+    let out = sw.out_of(APP1_PORT, &frame, APP1_PORT);
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(
+        (eth.src_addr(), eth.dst_addr()),
+        (router_mac(LAB), sw.mac("app1"))
+    );
+    let ip = ip_of(&out);
+    assert_eq!(
+        ip.src_addr(),
+        addr("10.20.2.1"),
+        "from the sender's gateway"
+    );
+    assert_eq!(ip.dst_addr(), addr("10.20.2.11"));
+    assert!(checksums_valid(&out));
+    let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code()), (11, 0));
+    assert_eq!(
+        &ip.payload()[8..8 + 28],
+        &frame[14..14 + 28],
+        "the original header"
+    );
+    assert!(
+        sw.send(APP1_PORT, &frame)
+            .iter()
+            .all(|s| s.port == APP1_PORT)
+    );
+}
+
+#[test]
+fn no_route_gives_net_unreachable() {
+    let mut sw = Switch::new("sw2");
+    let db1 = sw.mac("db1");
+    // Spoke has no internet gateway: nothing routes 8.8.8.8.
+    let frame = FrameBuilder::udp4("10.21.1.11:5000", "8.8.8.8:53", b"q")
+        .src_mac(db1)
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(2, &frame, 2);
+    let ip = ip_of(&out);
+    assert_eq!(ip.src_addr(), addr("10.21.1.1"));
+    let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 0));
+}
+
+#[test]
+fn too_big_with_df_gives_fragmentation_needed_with_the_mtu() {
+    let mut sw = Switch::new("sw1");
+    // app1 (MTU 1500) to web2 (MTU 1450, across VXLAN); the builder sets DF.
+    let frame = FrameBuilder::udp4("10.20.2.11:5000", "10.20.1.12:53", &[0u8; 1472])
+        .src_mac(sw.mac("app1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let sent = sw.send(APP1_PORT, &frame);
+    assert_eq!(sent.len(), 1, "only the error leaves: {sent:?}");
+    let ip = ip_of(&sent[0].bytes);
+    let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 4));
+    assert_eq!(&ip.payload()[6..8], &1450u16.to_be_bytes());
+    assert!(checksums_valid(&sent[0].bytes));
+    // A packet that fits crosses, tunnelled.
+    let fits = FrameBuilder::udp4("10.20.2.11:5000", "10.20.1.12:53", &[0u8; 1422])
+        .src_mac(sw.mac("app1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    assert!(sw.send(APP1_PORT, &fits).iter().any(|s| s.port == 65_000));
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered_by_the_switch() {
+    let mut sw = Switch::new("sw1");
+    let app1 = sw.mac("app1");
+    let request = FrameBuilder::arp_request(app1, "10.20.2.11", "10.20.2.1").build();
+    let out = sw.out_of(APP1_PORT, &request, APP1_PORT);
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((eth.src_addr(), eth.dst_addr()), (router_mac(LAB), app1));
+    assert_eq!(
+        u16::from(eth.ethertype()),
+        0x0806,
+        "untagged on the access port"
+    );
+    let arp = ArpPacket::new_checked(eth.payload()).unwrap();
+    assert_eq!(u16::from(arp.operation()), 2);
+    assert_eq!(arp.sender_protocol_addr(), addr("10.20.2.1"));
+    assert_eq!(arp.sender_hardware_addr(), router_mac(LAB));
+    // The answer stays on the port: nobody else sees the request.
+    assert!(
+        sw.send(APP1_PORT, &request)
+            .iter()
+            .all(|s| s.port == APP1_PORT)
+    );
+}
+
+/// The reply the server sends to a translated packet (addresses and ports
+/// swapped).
+fn reply_to(out: &[u8], payload: &[u8]) -> FrameBuilder {
+    let ip = ip_of(out);
+    let ports = |b: &[u8]| {
+        (
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        )
+    };
+    let (sport, dport) = ports(ip.payload());
+    let (from, to) = (
+        format!("{}:{dport}", ip.dst_addr()),
+        format!("{}:{sport}", ip.src_addr()),
+    );
+    match ip.protocol() {
+        IpProtocol::Udp => FrameBuilder::udp4(&from, &to, payload),
+        _ => FrameBuilder::tcp4(&from, &to, payload),
+    }
+}
+
+#[test]
+fn the_nat_gateway_translates_tcp_udp_and_echo_both_ways() {
+    let mut sw = Switch::new("sw1");
+    let app1 = sw.mac("app1");
+    let edge = edge_mac(LAB, "sw1", "hub");
+    let isp = internet_router_mac(LAB);
+    for udp in [false, true] {
+        let builder = if udp {
+            FrameBuilder::udp4("10.20.2.11:5353", "203.0.113.80:53", b"query")
+        } else {
+            FrameBuilder::tcp4("10.20.2.11:41000", "203.0.113.80:80", b"")
+                .tcp_flags(TcpFlags::SYN)
+                .tcp_seq_ack(10, 0)
+        };
+        let frame = builder.src_mac(app1).dst_mac(router_mac(LAB)).build();
+        let out = sw.out_of(APP1_PORT, &frame, UPLINK_PORT);
+        let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+        assert_eq!((eth.src_addr(), eth.dst_addr()), (edge, isp));
+        let ip = ip_of(&out);
+        assert_eq!(ip.src_addr(), addr("203.0.113.20"), "from the NAT gateway");
+        assert_eq!(ip.ttl(), 63);
+        assert!(checksums_valid(&out));
+        let sport = u16::from_be_bytes([ip.payload()[0], ip.payload()[1]]);
+        assert!(sport >= 1024);
+        let back = if udp {
+            reply_to(&out, b"answer")
+        } else {
+            reply_to(&out, b"")
+                .tcp_flags(TcpFlags::SYN | TcpFlags::ACK)
+                .tcp_seq_ack(500, 11)
+        };
+        let back = back.src_mac(isp).dst_mac(edge).build();
+        let delivered = sw.out_of(UPLINK_PORT, &back, APP1_PORT);
+        let eth = EthernetFrame::new_checked(&delivered[..]).unwrap();
+        assert_eq!((eth.src_addr(), eth.dst_addr()), (router_mac(LAB), app1));
+        let ip = ip_of(&delivered);
+        assert_eq!(ip.dst_addr(), addr("10.20.2.11"));
+        let dport = u16::from_be_bytes([ip.payload()[2], ip.payload()[3]]);
+        assert_eq!(dport, if udp { 5353 } else { 41000 }, "its own port back");
+        assert!(checksums_valid(&delivered));
+    }
+    // Echo: the identifier is translated and restored.
+    let ping = FrameBuilder::icmp4_echo("10.20.2.11", "203.0.113.80", 1)
+        .src_mac(app1)
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(APP1_PORT, &ping, UPLINK_PORT);
+    assert!(checksums_valid(&out));
+    let mut pong = FrameBuilder::icmp4_echo("203.0.113.80", "203.0.113.20", 1)
+        .echo_reply(true)
+        .src_mac(isp)
+        .dst_mac(edge)
+        .build();
+    // With the identifier the request left with.
+    pong[38..40].copy_from_slice(&out[38..40]);
+    pong[36..38].fill(0);
+    let sum = checksum::checksum(&pong[34..]);
+    pong[36..38].copy_from_slice(&sum.to_be_bytes());
+    let delivered = sw.out_of(UPLINK_PORT, &pong, APP1_PORT);
+    let ip = ip_of(&delivered);
+    assert_eq!(ip.dst_addr(), addr("10.20.2.11"));
+    assert_eq!(&delivered[38..40], &ping[38..40], "the original identifier");
+    assert!(checksums_valid(&delivered));
+    // Unsolicited: nothing gets in.
+    let knock = FrameBuilder::tcp4("198.51.100.20:5000", "203.0.113.20:22", b"")
+        .tcp_flags(TcpFlags::SYN)
+        .src_mac(isp)
+        .dst_mac(edge)
+        .build();
+    assert!(sw.send(UPLINK_PORT, &knock).is_empty());
+}
+
+#[test]
+fn an_icmp_error_about_a_natted_connection_reaches_its_host_translated() {
+    let mut sw = Switch::new("sw1");
+    let app1 = sw.mac("app1");
+    let edge = edge_mac(LAB, "sw1", "hub");
+    let isp = internet_router_mac(LAB);
+    let query = FrameBuilder::udp4("10.20.2.11:5353", "203.0.113.80:53", b"query")
+        .src_mac(app1)
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(APP1_PORT, &query, UPLINK_PORT);
+    // The server answers: port unreachable, quoting the translated query.
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&out[14..14 + 28]);
+    let sum = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut error = Vec::new();
+    error.extend_from_slice(&edge.0);
+    error.extend_from_slice(&isp.0);
+    error.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&addr("203.0.113.80").octets());
+    ip.extend_from_slice(&addr("203.0.113.20").octets());
+    let sum = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    error.extend_from_slice(&ip);
+    error.extend_from_slice(&icmp);
+    let delivered = sw.out_of(UPLINK_PORT, &error, APP1_PORT);
+    let outer = ip_of(&delivered);
+    assert_eq!(outer.dst_addr(), addr("10.20.2.11"));
+    assert!(checksums_valid(&delivered));
+    let quoted = &outer.payload()[8..];
+    assert_eq!(
+        &quoted[12..28],
+        &query[14 + 12..14 + 28],
+        "the quoted addresses and ports as app1 sent them"
+    );
+    assert_eq!(
+        checksum::checksum(&quoted[..20]),
+        0,
+        "the quoted header's checksum"
+    );
+}
