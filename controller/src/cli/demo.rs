@@ -1,6 +1,8 @@
 //! `sdn demo`: brings a lab up (if it is not) and shows traffic flowing:
 //! ping between every pair of hosts that share a segment and a subnet, one
-//! probe between each pair of segments that must stay apart (VLANs, tenants),
+//! routed ping between every pair of subnets (answered where routes go both
+//! ways), one probe between each pair of segments that must stay apart
+//! (VLANs, tenants),
 //! a 10 MB TCP transfer checked byte for byte, and what the switches learned.
 //! The lab stays up to explore.
 
@@ -155,6 +157,59 @@ fn isolation_probes(topology: &Topology) -> Vec<(Station, Station)> {
     probes
 }
 
+/// One pair per pair of subnets whose hosts (unfiltered, so that only
+/// routes decide) the source subnet's routes reach or refuse: a host of
+/// each, and whether the ping should be answered.
+fn routed_probes(topology: &Topology) -> Vec<(Station, Station, bool)> {
+    use crate::routing::routes::{Hop, lookup, subnet_routes};
+    let interfaces: Vec<_> = ipv4_interfaces(topology)
+        .into_iter()
+        .filter(|(h, i, _)| crate::security::resolve::port_policy(topology, h, i).is_empty())
+        .collect();
+    let mut probes = Vec::new();
+    let mut covered = std::collections::HashSet::new();
+    for (from, a, _) in &interfaces {
+        let routes = subnet_routes(topology, &a.network, &a.subnet);
+        for (to, b, b_addr) in &interfaces {
+            if same_subnet(a, b) {
+                continue;
+            }
+            let key = (
+                a.network.clone(),
+                a.subnet.clone(),
+                b.network.clone(),
+                b.subnet.clone(),
+            );
+            if !covered.insert(key) {
+                continue;
+            }
+            let answered = match lookup(&routes, *b_addr).map(|r| &r.hop) {
+                Some(Hop::VnetLocal { .. } | Hop::Peering { .. } | Hop::VirtualAppliance(_)) => {
+                    // The reply is routed by the destination's subnet.
+                    let back = subnet_routes(topology, &b.network, &b.subnet);
+                    let from_addr = interfaces
+                        .iter()
+                        .find(|(h, i, _)| h == from && i.name == a.name)
+                        .map(|(_, _, addr)| *addr);
+                    from_addr.and_then(|f| lookup(&back, f)).is_some_and(|r| {
+                        matches!(
+                            r.hop,
+                            Hop::VnetLocal { .. } | Hop::Peering { .. } | Hop::VirtualAppliance(_)
+                        )
+                    })
+                }
+                _ => false,
+            };
+            let source = match a.address {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(_) => continue,
+            };
+            probes.push(((from.clone(), source), (to.clone(), *b_addr), answered));
+        }
+    }
+    probes
+}
+
 /// Pings every reachable pair and probes every pair of segments; returns
 /// how many did not behave.
 fn ping_all(topology: &Topology) -> Result<usize> {
@@ -180,6 +235,29 @@ fn ping_all(topology: &Topology) -> Result<usize> {
             answered.len(),
             rtts.len()
         );
+    }
+    let routed = routed_probes(topology);
+    if !routed.is_empty() {
+        println!(
+            "\nrouted (one echo request from a host of each subnet to a host of every other):"
+        );
+    }
+    for ((from, _), (to, address), expected) in routed {
+        let answered = traffic::ping(&topology.namespace_of(&from), address, 1)?
+            .iter()
+            .flatten()
+            .count()
+            > 0;
+        if answered != expected {
+            failures += 1;
+        }
+        let what = match (answered, expected) {
+            (true, true) => "answered, routed",
+            (false, false) => "no reply: no route there (or back), as intended",
+            (true, false) => "ANSWERED, though no route should take it",
+            (false, true) => "NO REPLY, though routes should carry it",
+        };
+        println!("  {from:>4} -> {to:<4} ({address:<15}) {what}");
     }
     let probes = isolation_probes(topology);
     if !probes.is_empty() {
