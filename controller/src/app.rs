@@ -28,6 +28,11 @@ impl App {
             Some(plan) if plan.vlan_aware => {
                 App::Vlan(VlanSwitch::new(plan, aging, DEFAULT_CAPACITY))
             }
+            Some(plan) if topology.has_uplink(name) => {
+                // Floods stay off the uplink: the edge carries routed traffic only.
+                let ports = plan.ports.iter().map(|p| p.number).collect();
+                App::Plain(L2Switch::new(aging, DEFAULT_CAPACITY).flooding_to(ports))
+            }
             _ => App::Plain(L2Switch::new(aging, DEFAULT_CAPACITY)),
         }
     }

@@ -50,6 +50,9 @@ pub struct L2Switch {
     capacity: usize,
     /// MACs not learned because the table was full.
     pub refused: u64,
+    /// Where unknown and group destinations go: every port (`None`), or
+    /// these only (a switch with an uplink keeps its frames off the edge).
+    flood_ports: Option<Vec<PortNo>>,
 }
 
 fn src_flow(mac: EthernetAddress, port: PortNo, aging: Duration) -> FlowSpec {
@@ -94,7 +97,14 @@ impl L2Switch {
             aging,
             capacity,
             refused: 0,
+            flood_ports: None,
         }
+    }
+
+    /// Floods to `ports` only, rather than to every port of the switch.
+    pub fn flooding_to(mut self, ports: Vec<PortNo>) -> L2Switch {
+        self.flood_ports = Some(ports);
+        self
     }
 
     /// MACs learned.
@@ -105,6 +115,13 @@ impl L2Switch {
     /// Where `mac` was learned.
     pub fn port_of(&self, mac: EthernetAddress) -> Option<PortNo> {
         self.macs.get(&mac).copied()
+    }
+
+    fn flood_actions(&self) -> Vec<Action> {
+        match &self.flood_ports {
+            None => vec![Action::Flood],
+            Some(ports) => ports.iter().map(|&p| Action::Output(p)).collect(),
+        }
     }
 
     /// The fixed entries, wanted in `r`; returns their ids.
@@ -137,7 +154,7 @@ impl L2Switch {
                 .with_cookie(COOKIE_BASE),
             ),
             r.want(
-                FlowSpec::new(FORWARD, 0, Match::default(), vec![Action::Flood])
+                FlowSpec::new(FORWARD, 0, Match::default(), self.flood_actions())
                     .with_cookie(COOKIE_BASE),
             ),
         ]

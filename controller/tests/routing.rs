@@ -127,6 +127,16 @@ fn networks_route_and_reach_the_internet_as_declared() {
     let got = tcp_transfer(&lab.ns("app1"), &lab.ns("web2"), at(APP1, 7002), &data);
     assert!(got == data, "2 MB web2 -> app1 arrived altered");
 
+    // Security rules see routed traffic: spoke's db subnet takes its
+    // database port from hub's app tier only, and replies come back.
+    let mut db = connect(&lab, "app1", "db1", at(DB1, 5432)).expect("app1 -> db1:5432");
+    assert!(db.echoes(b"select 1"));
+    assert!(
+        connect(&lab, "web2", "db1", at(DB1, 5432)).is_none(),
+        "web2 is not the app tier"
+    );
+    drop(db);
+
     // Peering is not transitive.
     assert!(
         !pings(&lab, "web1", OPS1),

@@ -37,11 +37,11 @@ struct Sent {
 
 impl Switch {
     fn new(name: &str) -> Switch {
-        let topology = parse(
-            include_str!("../../../topologies/routing.yaml"),
-            Path::new("routing.yaml"),
-        )
-        .unwrap();
+        Switch::of(include_str!("../../../topologies/routing.yaml"), name)
+    }
+
+    fn of(yaml: &str, name: &str) -> Switch {
+        let topology = parse(yaml, Path::new("lab.yaml")).unwrap();
         let mut r = Reconciler::new();
         for spec in tables::skeleton() {
             r.want(spec);
@@ -212,15 +212,15 @@ fn ttl_one_gives_time_exceeded_from_the_gateway_quoting_the_packet() {
 #[test]
 fn no_route_gives_net_unreachable() {
     let mut sw = Switch::new("sw2");
-    let db1 = sw.mac("db1");
-    // Spoke has no internet gateway: nothing routes 8.8.8.8.
-    let frame = FrameBuilder::udp4("10.21.1.11:5000", "8.8.8.8:53", b"q")
-        .src_mac(db1)
+    let ops1 = sw.mac("ops1");
+    // Branch has no internet gateway: nothing routes 8.8.8.8.
+    let frame = FrameBuilder::udp4("10.22.1.11:5000", "8.8.8.8:53", b"q")
+        .src_mac(ops1)
         .dst_mac(router_mac(LAB))
         .build();
-    let out = sw.out_of(2, &frame, 2);
+    let out = sw.out_of(3, &frame, 3);
     let ip = ip_of(&out);
-    assert_eq!(ip.src_addr(), addr("10.21.1.1"));
+    assert_eq!(ip.src_addr(), addr("10.22.1.1"));
     let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
     assert_eq!((icmp.msg_type(), icmp.code()), (3, 0));
 }
@@ -409,4 +409,49 @@ fn an_icmp_error_about_a_natted_connection_reaches_its_host_translated() {
         0,
         "the quoted header's checksum"
     );
+}
+
+#[test]
+fn floods_of_a_plain_switch_stay_off_the_uplink() {
+    let yaml = "name: routing
+networks:
+  - name: net
+    cidr: 10.5.0.0/16
+    subnets: [{ name: a, cidr: 10.5.1.0/24 }, { name: b, cidr: 10.5.2.0/24 }]
+internet: { hosts: [{ name: server, address: 203.0.113.5 }] }
+internet_gateways: [{ name: igw, network: net }]
+nat_gateways: [{ name: nat, address: 203.0.113.6, subnets: [a] }]
+switches:
+  - { name: sw1, ports: [{ name: p1 }, { name: p2 }] }
+hosts:
+  - { name: h1, interfaces: [{ name: eth0, subnet: a, address: 10.5.1.10/24 }] }
+  - { name: h2, interfaces: [{ name: eth0, subnet: b, address: 10.5.2.10/24 }] }
+links:
+  - [h1:eth0, sw1:p1]
+  - [h2:eth0, sw1:p2]
+";
+    let mut sw = Switch::of(yaml, "sw1");
+    let broadcast = FrameBuilder::arp_request(sw.mac("h1"), "10.5.1.10", "10.5.1.99").build();
+    let ports: Vec<u32> = sw.send(1, &broadcast).iter().map(|s| s.port).collect();
+    assert_eq!(
+        ports,
+        vec![2],
+        "flooded to the other host port, not the uplink"
+    );
+    // Routed to h2 and NATed to the internet as on a VLAN-aware switch.
+    let routed = FrameBuilder::udp4("10.5.1.10:1", "10.5.2.10:2", b"x")
+        .src_mac(sw.mac("h1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(1, &routed, 2);
+    assert_eq!(
+        EthernetFrame::new_checked(&out[..]).unwrap().dst_addr(),
+        sw.mac("h2")
+    );
+    let out_bound = FrameBuilder::udp4("10.5.1.10:1", "203.0.113.5:2", b"x")
+        .src_mac(sw.mac("h1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(1, &out_bound, UPLINK_PORT);
+    assert_eq!(ip_of(&out).src_addr(), addr("203.0.113.6"));
 }

@@ -7,6 +7,7 @@ use super::eval::allows;
 use super::resolve::switch_firewall;
 use super::rules::{Direction, Packet, proto};
 use crate::reconcile::{FlowId, FlowSet, Reconciler};
+use crate::routing::addresses::NAT_ZONE_BASE;
 use crate::topology::Topology;
 use sdn_proto::southbound as pb;
 use std::net::Ipv4Addr;
@@ -57,11 +58,16 @@ impl Firewall {
 
     /// The tracked connections the rules no longer allow: connections in
     /// zones no longer filtered, and connections whose first packet the
-    /// rules of their zone's interface would now refuse.
+    /// rules of their zone's interface would now refuse (NAT's zones are
+    /// left alone).
     pub fn to_cut(&self, conns: &[pb::TrackedConn]) -> Vec<pb::ConnRef> {
         let mut cut = Vec::new();
         for conn in conns {
             let Some(orig) = &conn.orig else { continue };
+            if conn.zone >= u32::from(NAT_ZONE_BASE) {
+                // NAT's zones: rules do not decide those connections.
+                continue;
+            }
             let port = self
                 .source
                 .ports
@@ -95,5 +101,56 @@ impl Firewall {
             }
         }
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn conn(zone: u32, src: [u8; 4], dst: [u8; 4], dport: u32) -> pb::TrackedConn {
+        pb::TrackedConn {
+            zone,
+            orig: Some(pb::ConnTuple {
+                proto: 6,
+                src: src.to_vec().into(),
+                dst: dst.to_vec().into(),
+                sport: 40000,
+                dport,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cut_spares_nat_zones_and_allowed_connections() {
+        let topology = crate::topology::parse(
+            include_str!("../../../topologies/firewall.yaml"),
+            Path::new("firewall.yaml"),
+        )
+        .unwrap();
+        let fw = Firewall::for_switch(&topology, "sw1");
+        let conns = [
+            // client -> web1:80, allowed by web-nsg (zone 2: web1's port).
+            conn(2, [10, 30, 0, 10], [10, 30, 0, 11], 80),
+            // client -> web1:22, denied by deny-ssh.
+            conn(2, [10, 30, 0, 10], [10, 30, 0, 11], 22),
+            // A zone no filtered port has.
+            conn(42, [10, 30, 0, 10], [10, 30, 0, 11], 80),
+            // A NAT zone: rules do not decide it.
+            conn(
+                u32::from(NAT_ZONE_BASE),
+                [10, 30, 0, 10],
+                [203, 0, 113, 80],
+                80,
+            ),
+        ];
+        let cut: Vec<(u32, u32)> = fw
+            .to_cut(&conns)
+            .iter()
+            .map(|c| (c.zone, c.orig.as_ref().map_or(0, |o| o.dport)))
+            .collect();
+        assert_eq!(cut, vec![(2, 22), (42, 80)]);
     }
 }
