@@ -148,3 +148,6 @@ mod tests;
 
 #[cfg(test)]
 mod security_tests;
+
+#[cfg(test)]
+mod routing_tests;

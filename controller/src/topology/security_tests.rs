@@ -221,6 +221,15 @@ fn subnet_nsg_applies_to_its_interfaces() {
             subnet: "tiers".into()
         }]
     );
+    // A subnet named twice in one list is a repeat, not a second NSG.
+    let twice = firewall_with(
+        "      interfaces: [app1:eth0]\n",
+        "      interfaces: [app1:eth0]\n      subnets: [tiers, vnet/tiers]\n",
+    );
+    let (line, path, reason) = only_error(&twice);
+    assert_eq!(line, line_of(&twice, "vnet/tiers"));
+    assert_eq!(path, "security.nsgs[1].subnets[1]");
+    assert_eq!(reason, "vnet/tiers is listed twice");
     let fw = switch_firewall(&topo, "sw1");
     // The client is now filtered too, by the subnet's NSG.
     assert_eq!(fw.ports.len(), 5);

@@ -5,7 +5,7 @@
 //! to a network with an internet gateway.
 
 use super::routing::ResourceNames;
-use super::security::{Names, interface_refs, parse_ports, subnet_refs};
+use super::security::{Names, interface_ref, parse_ports, subnet_refs_at};
 use super::{Checker, derived_mac};
 use crate::topology::model::{Host, Link, Network, NodeKind, Switch, peer_of};
 use crate::topology::raw::{RawPorts, RawTopology};
@@ -110,17 +110,26 @@ pub(super) fn internet(
     };
     let mut addresses = Addresses::default();
     if out.present {
-        for network in cx.networks {
+        // The file's networks as written, to point at the offending CIDR
+        // (`cx.networks` leaves out those whose CIDR was refused).
+        for (n, network) in raw.networks.iter().enumerate() {
+            let text = &network.value.cidr;
+            let Ok(cidr) = text.value.parse::<ipnet::IpNet>() else {
+                continue;
+            };
+            if cidr.trunc() != cidr {
+                continue;
+            }
             if let Some(range) = INTERNET_RANGES
                 .iter()
-                .find(|r| super::routing::overlaps(&network.cidr, &ipnet::IpNet::V4(**r)))
+                .find(|r| super::routing::overlaps(&cidr, &ipnet::IpNet::V4(**r)))
             {
                 c.error(
-                    &raw.name,
-                    "networks",
+                    text,
+                    format!("networks[{n}].cidr"),
                     format!(
-                        "network {} ({}) overlaps the internet's public range {range}",
-                        network.name, network.cidr
+                        "network {} ({cidr}) overlaps the internet's public range {range}",
+                        network.value.name.value
                     ),
                 );
             }
@@ -198,16 +207,10 @@ fn public_ips(
             &format!("{path}.address"),
             cx.networks,
         );
-        let refs = interface_refs(
-            c,
-            std::slice::from_ref(&ip.value.interface),
-            &format!("{path}.interface"),
-            cx.names,
-        );
-        let Some(interface) = refs.into_iter().next() else {
+        let at = &ip.value.interface;
+        let Some(interface) = interface_ref(c, at, &format!("{path}.interface"), cx.names) else {
             continue;
         };
-        let at = &ip.value.interface;
         let Some(iface) = cx
             .hosts
             .iter()
@@ -314,7 +317,7 @@ fn nat_gateways(
         resources.claim(c, &gw.name, &format!("{path}.name"));
         let address = addresses.claim(c, &gw.address, &format!("{path}.address"), cx.networks);
         let ports = nat_ports(c, gw.ports.as_ref(), &format!("{path}.ports"));
-        let subnets = subnet_refs(c, &gw.subnets, &format!("{path}.subnets"), cx.names);
+        let written = subnet_refs_at(c, &gw.subnets, &format!("{path}.subnets"), cx.names);
         if gw.subnets.is_empty() {
             c.error(
                 &gw.name,
@@ -322,13 +325,13 @@ fn nat_gateways(
                 "a NAT gateway serves at least one subnet",
             );
         }
-        let Some(first) = subnets.first() else {
+        let Some((_, first)) = written.first() else {
             continue;
         };
         let network = first.network.clone();
         let mut ok = true;
-        for (j, subnet) in subnets.iter().enumerate() {
-            let at = gw.subnets.get(j).unwrap_or(&gw.name);
+        for (j, subnet) in &written {
+            let at = &gw.subnets[*j];
             if subnet.network != network {
                 c.error(
                     at,
@@ -362,6 +365,7 @@ fn nat_gateways(
             );
             ok = false;
         }
+        let subnets: Vec<_> = written.into_iter().map(|(_, s)| s).collect();
         let switch = match &gw.switch {
             Some(name) => match cx.switches.iter().find(|s| s.name == name.value) {
                 Some(s) => Some(s.name.clone()),

@@ -209,7 +209,6 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
     };
     let internet = internet::internet(&mut c, &raw, &context, &mut node_names, &mut resources);
     let hops = routing::HopContext {
-        networks: &networks,
         hosts: &hosts,
         internet: &internet,
         routing: &routing,

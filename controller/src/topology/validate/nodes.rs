@@ -93,6 +93,28 @@ pub(super) fn switches(
             let ppath = format!("{path}.ports[{p}]");
             let port = &port.value;
             c.ifname(&port.name, &format!("{ppath}.name"));
+            // Declared before its number is checked, so that a refused number
+            // does not also make its link "no port named ...".
+            let key = DeviceRef {
+                node: sw.name.value.clone(),
+                device: port.name.value.clone(),
+            };
+            if devices
+                .insert(
+                    key,
+                    DeviceInfo::new(NodeKind::Switch, format!("{ppath}.name"), &port.name),
+                )
+                .is_some()
+            {
+                c.error(
+                    &port.name,
+                    format!("{ppath}.name"),
+                    format!(
+                        "switch {} has two ports named {}",
+                        sw.name.value, port.name.value
+                    ),
+                );
+            }
             let number = match &port.number {
                 Some(n) if n.value == 0 || n.value > 65_279 => {
                     c.error(
@@ -128,26 +150,6 @@ pub(super) fn switches(
                     &port.name,
                     format!("{ppath}.number"),
                     format!("port number {number} is already port {}", other.name),
-                );
-            }
-            let key = DeviceRef {
-                node: sw.name.value.clone(),
-                device: port.name.value.clone(),
-            };
-            if devices
-                .insert(
-                    key,
-                    DeviceInfo::new(NodeKind::Switch, format!("{ppath}.name"), &port.name),
-                )
-                .is_some()
-            {
-                c.error(
-                    &port.name,
-                    format!("{ppath}.name"),
-                    format!(
-                        "switch {} has two ports named {}",
-                        sw.name.value, port.name.value
-                    ),
                 );
             }
             let mode = port_mode(c, port, &ppath);

@@ -7,7 +7,7 @@
 //! belongs to the network.
 
 use super::Checker;
-use super::security::{Names, subnet_refs};
+use super::security::{Names, subnet_refs_at};
 use crate::topology::model::{Host, Network};
 use crate::topology::raw::{RawNextHop, RawRoute, RawRouteTable, RawTopology};
 use crate::topology::routing::{Internet, NextHop, RouteTable, Routing, UserRoute, VpnGateway};
@@ -124,7 +124,6 @@ pub(super) fn peerings_and_vpn_gateways(
 
 /// What the next hops of a route table may name.
 pub(super) struct HopContext<'a> {
-    pub(super) networks: &'a [Network],
     pub(super) hosts: &'a [Host],
     pub(super) internet: &'a Internet,
     /// Peerings and VPN gateways, validated.
@@ -145,12 +144,11 @@ pub(super) fn route_tables(
         let path = format!("route_tables[{i}]");
         let table = &table.value;
         resources.claim(c, &table.name, &format!("{path}.name"));
-        let subnets = subnet_refs(c, &table.subnets, &format!("{path}.subnets"), names);
-        for (j, subnet) in subnets.iter().enumerate() {
+        let written = subnet_refs_at(c, &table.subnets, &format!("{path}.subnets"), names);
+        for (j, subnet) in &written {
             if let Some(first) = attached.insert(subnet.clone(), table.name.value.clone()) {
-                let at = table.subnets.get(j).unwrap_or(&table.name);
                 c.error(
-                    at,
+                    &table.subnets[*j],
                     format!("{path}.subnets[{j}]"),
                     format!(
                         "subnet {}/{} already has route table {first}; a subnet takes one",
@@ -166,6 +164,7 @@ pub(super) fn route_tables(
                 format!("{} routes; at most {MAX_ROUTES}", table.routes.len()),
             );
         }
+        let subnets: Vec<SubnetRef> = written.into_iter().map(|(_, s)| s).collect();
         let mut routes: Vec<UserRoute> = Vec::new();
         let mut route_names = FxHashSet::default();
         for (r, route) in table.routes.iter().enumerate() {
@@ -230,49 +229,47 @@ fn user_route(
     };
     let next_hop = next_hop(c, &raw.next_hop, &format!("{path}.next_hop"))?;
     let hop_path = format!("{path}.next_hop");
+    // The networks the table steers, each once: a reason about a network is
+    // given once however many of its subnets the table holds.
+    let mut networks: Vec<&str> = Vec::new();
     for subnet in subnets {
-        let Some(network) = context.networks.iter().find(|n| n.name == subnet.network) else {
-            continue;
-        };
-        match &next_hop {
-            NextHop::Internet if context.internet.gateway_of(&network.name).is_none() => c.error(
-                &raw.next_hop,
-                &hop_path,
-                format!(
-                    "network {} has no internet gateway (add one under internet_gateways)",
-                    network.name
-                ),
-            ),
-            NextHop::VirtualAppliance(address) => {
-                if let Err(reason) = appliance(context, subnet, *address) {
-                    c.error(&raw.next_hop, &hop_path, reason);
-                }
-            }
-            NextHop::VpnGateway(name) => {
-                match context
-                    .routing
-                    .vpn_gateways
-                    .iter()
-                    .find(|g| &g.name == name)
-                {
-                    None => c.error(
-                        &raw.next_hop,
-                        &hop_path,
-                        format!("no VPN gateway named {name} (see vpn_gateways)"),
-                    ),
-                    Some(g) if g.network != network.name => c.error(
-                        &raw.next_hop,
-                        &hop_path,
-                        format!(
-                            "VPN gateway {name} belongs to network {}, not to {}",
-                            g.network, network.name
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-            }
-            NextHop::Internet | NextHop::None => {}
+        if !networks.contains(&subnet.network.as_str()) {
+            networks.push(&subnet.network);
         }
+    }
+    // Whether the named appliance or VPN gateway exists does not depend on
+    // the subnets: a table that none uses yet is checked too.
+    let reasons = match &next_hop {
+        NextHop::Internet => networks
+            .iter()
+            .filter(|n| context.internet.gateway_of(n).is_none())
+            .map(|n| {
+                format!("network {n} has no internet gateway (add one under internet_gateways)")
+            })
+            .collect(),
+        NextHop::VirtualAppliance(address) => appliance(context, subnets, *address),
+        NextHop::VpnGateway(name) => match context
+            .routing
+            .vpn_gateways
+            .iter()
+            .find(|g| &g.name == name)
+        {
+            None => vec![format!("no VPN gateway named {name} (see vpn_gateways)")],
+            Some(g) => networks
+                .iter()
+                .filter(|n| **n != g.network)
+                .map(|n| {
+                    format!(
+                        "VPN gateway {name} belongs to network {}, not to {n}",
+                        g.network
+                    )
+                })
+                .collect(),
+        },
+        NextHop::None => Vec::new(),
+    };
+    for reason in reasons {
+        c.error(&raw.next_hop, &hop_path, reason);
     }
     Some(UserRoute {
         name,
@@ -281,44 +278,55 @@ fn user_route(
     })
 }
 
-/// Checks that `address` is a forwarding interface `subnet` can route to:
-/// in its own network or a peered one.
-fn appliance(
-    context: &HopContext<'_>,
-    subnet: &SubnetRef,
-    address: Ipv4Addr,
-) -> Result<(), String> {
-    let reachable = |network: &str| {
-        network == subnet.network || context.routing.peered(network, &subnet.network)
-    };
+/// Checks that `address` is a forwarding interface each of `subnets` can
+/// route to: in its own network or a peered one. Returns what is wrong.
+fn appliance(context: &HopContext<'_>, subnets: &[SubnetRef], address: Ipv4Addr) -> Vec<String> {
     let candidates: Vec<_> = context
         .hosts
         .iter()
         .flat_map(|h| h.interfaces.iter().map(move |i| (h, i)))
         .filter(|(_, i)| i.address == IpAddr::V4(address))
         .collect();
-    let Some(&(host, iface)) = candidates
-        .iter()
-        .find(|(_, i)| reachable(&i.network))
-        .or(candidates.first())
-    else {
-        return Err(format!(
+    let Some(&first) = candidates.first() else {
+        return vec![format!(
             "no host interface has address {address}: a virtual appliance is a host interface with ip_forward: true"
-        ));
+        )];
     };
-    if !reachable(&iface.network) {
-        return Err(format!(
-            "appliance {address} ({}:{}) is in network {}, which subnet {}/{} cannot reach (not its network, not peered)",
-            host.name, iface.name, iface.network, subnet.network, subnet.subnet
-        ));
+    let mut reasons = Vec::new();
+    // The interfaces the subnets would send to (the first one found when no
+    // subnet uses the table yet).
+    let mut used = Vec::new();
+    if subnets.is_empty() {
+        used.push(first);
     }
-    if !iface.ip_forward {
-        return Err(format!(
-            "{}:{} ({address}) does not forward: give it ip_forward: true to make it a virtual appliance",
-            host.name, iface.name
-        ));
+    for subnet in subnets {
+        let reachable = |network: &str| {
+            network == subnet.network || context.routing.peered(network, &subnet.network)
+        };
+        match candidates.iter().find(|(_, i)| reachable(&i.network)) {
+            Some(&found) => {
+                if !used.contains(&found) {
+                    used.push(found);
+                }
+            }
+            None => {
+                let (host, iface) = first;
+                reasons.push(format!(
+                    "appliance {address} ({}:{}) is in network {}, which subnet {}/{} cannot reach (not its network, not peered)",
+                    host.name, iface.name, iface.network, subnet.network, subnet.subnet
+                ));
+            }
+        }
     }
-    Ok(())
+    for (host, iface) in used {
+        if !iface.ip_forward {
+            reasons.push(format!(
+                "{}:{} ({address}) does not forward: give it ip_forward: true to make it a virtual appliance",
+                host.name, iface.name
+            ));
+        }
+    }
+    reasons
 }
 
 fn next_hop(c: &mut Checker<'_>, raw: &Spanned<RawNextHop>, path: &str) -> Option<NextHop> {

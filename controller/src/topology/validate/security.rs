@@ -246,36 +246,7 @@ pub(super) fn interface_refs(
     let mut out = Vec::new();
     for (j, text) in raw.iter().enumerate() {
         let path = format!("{path}[{j}]");
-        let Some((host, interface)) = text.value.split_once(':') else {
-            c.error(
-                text,
-                path,
-                format!("{:?}: want host:interface, like web1:eth0", text.value),
-            );
-            continue;
-        };
-        let r = if names.interfaces.contains(&(host, interface)) {
-            InterfaceRef {
-                host: host.into(),
-                interface: interface.into(),
-            }
-        } else if let Some(end) =
-            peer_of(names.links, host, interface).filter(|end| end.kind == NodeKind::Host)
-        {
-            // A switch port stands for the host interface linked to it.
-            InterfaceRef {
-                host: end.node.clone(),
-                interface: end.device.clone(),
-            }
-        } else {
-            c.error(
-                text,
-                path,
-                format!(
-                    "no host interface {} (nor a switch port linked to one)",
-                    text.value
-                ),
-            );
+        let Some(r) = interface_ref(c, text, &path, names) else {
             continue;
         };
         if out.contains(&r) {
@@ -287,13 +258,70 @@ pub(super) fn interface_refs(
     out
 }
 
+/// One `host:interface`, or a `switch:port` standing for the host interface
+/// linked to it; `path` is where `text` is.
+pub(super) fn interface_ref(
+    c: &mut Checker<'_>,
+    text: &Spanned<String>,
+    path: &str,
+    names: &Names<'_>,
+) -> Option<InterfaceRef> {
+    let Some((host, interface)) = text.value.split_once(':') else {
+        c.error(
+            text,
+            path,
+            format!("{:?}: want host:interface, like web1:eth0", text.value),
+        );
+        return None;
+    };
+    if names.interfaces.contains(&(host, interface)) {
+        return Some(InterfaceRef {
+            host: host.into(),
+            interface: interface.into(),
+        });
+    }
+    if let Some(end) =
+        peer_of(names.links, host, interface).filter(|end| end.kind == NodeKind::Host)
+    {
+        // A switch port stands for the host interface linked to it.
+        return Some(InterfaceRef {
+            host: end.node.clone(),
+            interface: end.device.clone(),
+        });
+    }
+    c.error(
+        text,
+        path,
+        format!(
+            "no host interface {} (nor a switch port linked to one)",
+            text.value
+        ),
+    );
+    None
+}
+
 pub(super) fn subnet_refs(
     c: &mut Checker<'_>,
     raw: &[Spanned<String>],
     path: &str,
     names: &Names<'_>,
 ) -> Vec<SubnetRef> {
-    let mut out = Vec::new();
+    subnet_refs_at(c, raw, path, names)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The subnets `raw` names, each with its index in `raw`: entries that do
+/// not resolve (or repeat one) are left out, so later errors need the index
+/// to point at the entry as written.
+pub(super) fn subnet_refs_at(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<String>],
+    path: &str,
+    names: &Names<'_>,
+) -> Vec<(usize, SubnetRef)> {
+    let mut out: Vec<(usize, SubnetRef)> = Vec::new();
     for (j, text) in raw.iter().enumerate() {
         let path = format!("{path}[{j}]");
         let found: Vec<_> = names
@@ -305,10 +333,17 @@ pub(super) fn subnet_refs(
             })
             .collect();
         match found.as_slice() {
-            [(network, subnet)] => out.push(SubnetRef {
-                network: network.to_string(),
-                subnet: subnet.to_string(),
-            }),
+            [(network, subnet)] => {
+                let r = SubnetRef {
+                    network: network.to_string(),
+                    subnet: subnet.to_string(),
+                };
+                if out.iter().any(|(_, o)| *o == r) {
+                    c.error(text, path, format!("{} is listed twice", text.value));
+                } else {
+                    out.push((j, r));
+                }
+            }
             [] => c.error(text, path, format!("no subnet {}", text.value)),
             _ => c.error(
                 text,
