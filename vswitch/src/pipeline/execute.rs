@@ -228,6 +228,8 @@ pub(super) struct RouterState {
     pub(super) limiter: IcmpLimiter,
     /// ICMP errors the switch sent.
     pub(super) icmp_sent: u64,
+    /// ICMP errors the rate limits held back.
+    pub(super) icmp_limited: u64,
     /// Packets whose TTL ran out.
     pub(super) ttl_expired: u64,
     /// Packets too big with DF set.
@@ -249,6 +251,7 @@ impl RouterState {
     ) {
         let (to, in_port, now) = cx;
         if !self.limiter.allow(to, kind, now) {
+            self.icmp_limited += 1;
             return;
         }
         let mut error = Vec::new();

@@ -268,7 +268,7 @@ impl Pipeline {
     pub fn counters(&self) -> PipelineCounters {
         PipelineCounters {
             icmp_sent: self.router.icmp_sent,
-            icmp_limited: self.router.limiter.limited,
+            icmp_limited: self.router.icmp_limited,
             ttl_expired: self.router.ttl_expired,
             too_big: self.router.too_big,
             ..self.counters
