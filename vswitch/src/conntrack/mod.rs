@@ -431,7 +431,6 @@ impl Conntrack {
         }
         let key = DirKey::of_probe(zone, p);
         if let Some((id, dir)) = self.live(key, now) {
-            let timeouts = self.timeouts;
             let Some(conn) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
                 return refuse;
             };
@@ -457,7 +456,7 @@ impl Conntrack {
             };
             if !reopen {
                 conn.packets[usize::from(!orig)] += 1;
-                conn.expires = now + conn.timeout(&timeouts);
+                conn.expires = now + conn.timeout(&self.timeouts);
                 let mut bits = if conn.replied() {
                     state::EST
                 } else {
