@@ -295,7 +295,8 @@ pub(super) fn run_steps(
         router,
     } = cx;
     let ipv4 = key.eth_type() == 0x0800 && layout.l3 != 0;
-    let source = match key.ip_src() {
+    // The sender an ICMP error goes back to (read only when one is made).
+    let source = || match key.ip_src() {
         Some(std::net::IpAddr::V4(a)) => a,
         _ => Ipv4Addr::UNSPECIFIED,
     };
@@ -376,7 +377,7 @@ pub(super) fn run_steps(
                 let l3 = usize::from(layout.l3);
                 if router_ops::dec_ttl(frame.bytes(), l3) == TtlOutcome::Expired {
                     router.ttl_expired += 1;
-                    let cx = (source, meta.in_port, now);
+                    let cx = (source(), meta.in_port, now);
                     let kind = IcmpErrorKind::TimeExceeded;
                     router.answer(frame.bytes(), l3, kind, icmp_src, cx, out);
                     return Ran::Stopped;
@@ -397,7 +398,7 @@ pub(super) fn run_steps(
                 }
                 router.too_big += 1;
                 if let Some(src) = icmp_src {
-                    let cx = (source, meta.in_port, now);
+                    let cx = (source(), meta.in_port, now);
                     let l3 = usize::from(layout.l3);
                     let kind = IcmpErrorKind::FragNeeded(mtu);
                     router.answer(frame.bytes(), l3, kind, src, cx, out);
@@ -406,7 +407,7 @@ pub(super) fn run_steps(
             }
             Step::IcmpUnreachable { code, icmp_src } => {
                 if ipv4 {
-                    let cx = (source, meta.in_port, now);
+                    let cx = (source(), meta.in_port, now);
                     let l3 = usize::from(layout.l3);
                     let kind = IcmpErrorKind::Unreachable(code);
                     router.answer(frame.bytes(), l3, kind, icmp_src, cx, out);
