@@ -6,20 +6,18 @@
 //! the rules; new connections pass through them all.
 
 use super::baseline::{self, Shape};
+use super::connect::{CONNECT_PORT, ConnResult};
 use super::pair::pick_pair;
-use super::{BenchOptions, LabGuard, PathResult, machine, measure, median, ratio};
+use super::{
+    BenchOptions, LabGuard, PathResult, cell, heading, machine, measure, median, nft, ratio,
+};
 use crate::lab::{self, UpOptions};
 use crate::topology;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Rule counts measured (all the rules of the receiving host's NSG; 0 is
 /// the same lab without a security section, and nftables without rules).
@@ -27,9 +25,6 @@ const RULE_COUNTS: [usize; 3] = [0, 100, 1000];
 
 /// The line of the bench topology where filler rules go.
 const MARKER: &str = "# bench: filler rules go here";
-
-/// Port the connection-rate test connects to (the topology allows it).
-const CONNECT_PORT: u16 = 6000;
 
 /// Rules that never match the bench's traffic, each from its own address to
 /// its own port, at priorities ahead of the allowing rules.
@@ -91,121 +86,6 @@ fn nft_ruleset(count: usize) -> String {
     rules
 }
 
-fn nft_available() -> bool {
-    Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn load_nft(namespace: &str, ruleset: &str) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", namespace, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(ruleset.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("nft -f failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// Clients opening connections at once in the connection-rate test.
-const CONNECTORS: usize = 4;
-
-/// Makes closing `stream` send a RST (no TIME_WAIT socket left behind).
-fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid linger struct of the size passed, on a live socket.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        );
-    }
-}
-
-/// Completed TCP connections per second from `client_ns` to `server`, by
-/// `CONNECTORS` clients at once (each connection opened, then reset by the
-/// client, so that neither side piles up TIME_WAIT sockets).
-fn connect_rate(server_ns: &str, client_ns: &str, server: SocketAddr, seconds: u64) -> Result<f64> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (ns, flag) = (server_ns.to_string(), stop.clone());
-    let acceptor = std::thread::spawn(move || -> Result<()> {
-        sdn_vswitch::netns::enter(&ns)?;
-        let listener = TcpListener::bind(server)?;
-        // A deep accept queue: with a shallow one, a path that delivers
-        // SYNs faster than this thread accepts drops them, and the clients
-        // stall for a retransmission second.
-        // SAFETY: listen(2) on a socket this thread owns.
-        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
-        let _ = ready_tx.send(());
-        while !flag.load(Ordering::Relaxed) {
-            drop(listener.accept()?);
-        }
-        Ok(())
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .context("the connection server did not start")?;
-    let clients: Vec<_> = (0..CONNECTORS)
-        .map(|_| {
-            let ns = client_ns.to_string();
-            std::thread::spawn(move || -> Result<(u64, Duration)> {
-                sdn_vswitch::netns::enter(&ns)?;
-                let started = Instant::now();
-                let deadline = started + Duration::from_secs(seconds);
-                let mut count = 0u64;
-                while Instant::now() < deadline {
-                    let stream = TcpStream::connect_timeout(&server, Duration::from_secs(2))
-                        .context("connect")?;
-                    reset_on_close(&stream);
-                    count += 1;
-                }
-                Ok((count, started.elapsed()))
-            })
-        })
-        .collect();
-    let mut counted = Ok((0u64, Duration::ZERO));
-    for client in clients {
-        let result = client
-            .join()
-            .unwrap_or_else(|_| bail!("connection thread panicked"));
-        counted = match (counted, result) {
-            (Ok((total, longest)), Ok((count, elapsed))) => {
-                Ok((total + count, longest.max(elapsed)))
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-    }
-    stop.store(true, Ordering::Relaxed);
-    // Wake the acceptor for its last round.
-    let ns = client_ns.to_string();
-    let _ = std::thread::spawn(move || {
-        if sdn_vswitch::netns::enter(&ns).is_ok() {
-            let _ = TcpStream::connect_timeout(&server, Duration::from_millis(500));
-        }
-    })
-    .join();
-    let _ = acceptor.join();
-    let (count, elapsed) = counted?;
-    Ok(count as f64 / elapsed.as_secs_f64())
-}
-
 /// One measured configuration.
 struct Row {
     result: PathResult,
@@ -221,23 +101,19 @@ fn measure_row(
     options: &BenchOptions,
 ) {
     measure(&mut row.result, client_ns, server_ns, server, options);
+    let mut conns = ConnResult::new(&row.result.name);
     for run in 0..options.runs {
-        match connect_rate(
+        conns.measure_once(
             server_ns,
             client_ns,
             SocketAddr::new(server, CONNECT_PORT),
             options.seconds,
-        ) {
-            Ok(rate) => {
-                eprintln!(
-                    "  {} run {}: {rate:.0} new connections/s",
-                    row.result.name,
-                    run + 1
-                );
-                row.conns.push(rate);
-            }
-            Err(e) => row.result.note = Some(format!("connection run failed: {e:#}")),
-        }
+            run,
+        );
+    }
+    row.conns = conns.rates;
+    if conns.note.is_some() {
+        row.result.note = conns.note;
     }
 }
 
@@ -258,7 +134,7 @@ impl Row {
 /// receiving host's nftables.
 fn nftables_row(lab: &str, pair: &super::pair::Pair, count: usize, options: &BenchOptions) -> Row {
     let mut row = Row::new("Linux bridge + nftables conntrack", count);
-    if count > 0 && !nft_available() {
+    if count > 0 && !nft::available() {
         row.result.note = Some("nft is not installed (apt-get install nftables)".into());
         return row;
     }
@@ -266,7 +142,7 @@ fn nftables_row(lab: &str, pair: &super::pair::Pair, count: usize, options: &Ben
     let prefix = format!("{lab}-bl");
     let shape: Result<Shape> = baseline::linux_bridge(&prefix, pair.addresses).and_then(|shape| {
         if count > 0 {
-            load_nft(
+            nft::load(
                 &shape.server_ns,
                 &nft_ruleset(count.saturating_sub(BASE_RULES)),
             )?;
@@ -378,23 +254,11 @@ fn report(name: &str, options: &BenchOptions, rows: &[Row], as_json: bool) -> Re
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    let machine = machine();
-    println!(
-        "sdn bench {name} (firewall): {} s per run, median of {} run(s); {} ({} cores), kernel {}",
-        options.seconds,
-        options.runs,
-        machine["cpu"].as_str().unwrap_or("?"),
-        machine["cores"],
-        machine["kernel"].as_str().unwrap_or("?")
-    );
+    println!("{}", heading(&format!("{name} (firewall):"), options));
     println!(
         "| path | rules | TCP Gbit/s | vs 0 rules | vs other | 64 B pkt/s | vs 0 rules | vs other | new conn/s | vs 0 rules | vs other |"
     );
     println!("|{}", " --- |".repeat(11));
-    let cell = |v: &serde_json::Value, precision: usize, suffix: &str| {
-        v.as_f64()
-            .map_or("-".to_string(), |x| format!("{x:.precision$}{suffix}"))
-    };
     for row in &json_rows {
         let mut cells = vec![
             row["path"].as_str().unwrap_or("?").to_string(),

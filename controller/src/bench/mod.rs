@@ -3,19 +3,25 @@
 //! with (Linux bridge; Open vSwitch userspace with TSO where installed). Each
 //! figure is the median of several runs and is reported beside its ratio to
 //! each baseline: the machine is shared and noisy, ratios travel better than
-//! absolute numbers.
+//! absolute numbers. A topology with a security section gets the firewall
+//! bench (`firewall`); one with a NAT gateway, or whose two hosts are in
+//! different subnets, the routed bench (`routed`).
 
 mod baseline;
+mod connect;
 mod firewall;
 mod iperf;
+mod nft;
 mod overlay;
 mod pair;
+mod routed;
+mod router;
 
 use crate::lab::{self, UpOptions, record::LabRecord};
 use crate::topology::{self, Topology};
 use anyhow::{Context, Result, bail};
 use baseline::Shape;
-use pair::{Pair, pick_pair};
+use pair::{Pair, bench_hosts, pick_pair};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -109,6 +115,8 @@ fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// All `options.runs` runs of TCP and 64-byte UDP from `client_ns` to
+/// `server` in `server_ns`.
 fn measure(
     result: &mut PathResult,
     client_ns: &str,
@@ -117,36 +125,49 @@ fn measure(
     options: &BenchOptions,
 ) {
     for run in 0..options.runs {
-        let port = 5201 + (run as u16) * 2;
-        match iperf::tcp_gbps(server_ns, client_ns, server, port, options.seconds) {
-            Ok(v) => result.tcp_gbps.push(v),
-            Err(e) => result.note = Some(format!("TCP run failed: {e:#}")),
-        }
-        match iperf::udp64(server_ns, client_ns, server, port + 1, options.seconds) {
-            Ok(rate) => {
-                result.udp64_pps.push(rate.delivered_pps);
-                result.udp64_app_pps.push(rate.received_pps);
-            }
-            Err(e) => result.note = Some(format!("UDP run failed: {e:#}")),
-        }
-        eprintln!(
-            "  {} run {}: TCP {} Gbit/s, UDP 64 B {} pkt/s delivered, {} pkt/s read by iperf3",
-            result.name,
-            run + 1,
-            result
-                .tcp_gbps
-                .last()
-                .map_or("-".into(), |v| format!("{v:.2}")),
-            result
-                .udp64_pps
-                .last()
-                .map_or("-".into(), |v| format!("{v:.0}")),
-            result
-                .udp64_app_pps
-                .last()
-                .map_or("-".into(), |v| format!("{v:.0}"))
-        );
+        measure_once(result, client_ns, server_ns, server, options, run);
     }
+}
+
+/// Run number `run` (from 0) of TCP and 64-byte UDP, added to `result`; a
+/// failure becomes its note.
+fn measure_once(
+    result: &mut PathResult,
+    client_ns: &str,
+    server_ns: &str,
+    server: std::net::IpAddr,
+    options: &BenchOptions,
+    run: usize,
+) {
+    let port = 5201 + (run as u16) * 2;
+    match iperf::tcp_gbps(server_ns, client_ns, server, port, options.seconds) {
+        Ok(v) => result.tcp_gbps.push(v),
+        Err(e) => result.note = Some(format!("TCP run failed: {e:#}")),
+    }
+    match iperf::udp64(server_ns, client_ns, server, port + 1, options.seconds) {
+        Ok(rate) => {
+            result.udp64_pps.push(rate.delivered_pps);
+            result.udp64_app_pps.push(rate.received_pps);
+        }
+        Err(e) => result.note = Some(format!("UDP run failed: {e:#}")),
+    }
+    eprintln!(
+        "  {} run {}: TCP {} Gbit/s, UDP 64 B {} pkt/s delivered, {} pkt/s read by iperf3",
+        result.name,
+        run + 1,
+        result
+            .tcp_gbps
+            .last()
+            .map_or("-".into(), |v| format!("{v:.2}")),
+        result
+            .udp64_pps
+            .last()
+            .map_or("-".into(), |v| format!("{v:.0}")),
+        result
+            .udp64_app_pps
+            .last()
+            .map_or("-".into(), |v| format!("{v:.0}"))
+    );
 }
 
 /// Removes the bench's lab even if measuring fails or panics.
@@ -185,6 +206,57 @@ fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
     }
 }
 
+/// A table cell: a number at `precision` with `suffix`, or `-`.
+fn cell(v: &serde_json::Value, precision: usize, suffix: &str) -> String {
+    v.as_f64()
+        .map_or("-".to_string(), |x| format!("{x:.precision$}{suffix}"))
+}
+
+/// The heading line of a bench's table: `title` (the lab and what is
+/// measured, up to its punctuation), how long, the machine.
+fn heading(title: &str, options: &BenchOptions) -> String {
+    let machine = machine();
+    format!(
+        "sdn bench {title} {} s per run, median of {} run(s); {} ({} cores), kernel {}",
+        options.seconds,
+        options.runs,
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["cores"],
+        machine["kernel"].as_str().unwrap_or("?")
+    )
+}
+
+/// Which bench a topology gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Two hosts in one subnet, beside a bridge and Open vSwitch.
+    Pair,
+    /// A security section: 0, 100 and 1,000 rules, beside nftables.
+    Firewall,
+    /// A NAT gateway, or two hosts in different subnets: routed, switched
+    /// and through a Linux router, and NAT beside nftables masquerade.
+    Routed,
+}
+
+/// The bench for a topology: the firewall bench for a security section, the
+/// routed bench for a NAT gateway or for first two hosts in different
+/// subnets, else the two-host bench.
+fn kind_of(topology: &Topology) -> Result<Kind> {
+    if !topology.security.is_empty() {
+        return Ok(Kind::Firewall);
+    }
+    if !topology.internet.nat_gateways.is_empty() {
+        return Ok(Kind::Routed);
+    }
+    let (client, server) = bench_hosts(topology)?;
+    let (c, s) = (&client.interfaces[0], &server.interfaces[0]);
+    Ok(if (&c.network, &c.subnet) == (&s.network, &s.subnet) {
+        Kind::Pair
+    } else {
+        Kind::Routed
+    })
+}
+
 /// Runs the benchmark on the topology at `path`.
 pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<()> {
     lab::require_root("sdn bench")?;
@@ -197,8 +269,10 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
         bail!("--runs and --seconds must be at least 1");
     }
     let topology = topology::load(path)?;
-    if !topology.security.is_empty() {
-        return firewall::run(path, options, as_json).await;
+    match kind_of(&topology)? {
+        Kind::Firewall => return firewall::run(path, options, as_json).await,
+        Kind::Routed => return routed::run(path, options, as_json).await,
+        Kind::Pair => {}
     }
     let pair = pick_pair(&topology)?;
     let (client, server) = (&pair.client, &pair.server);
@@ -281,7 +355,37 @@ fn report(
     results: &[PathResult],
     as_json: bool,
 ) -> Result<()> {
-    let machine = machine();
+    let bases: Vec<(&str, &PathResult)> = baselines
+        .iter()
+        .filter_map(|b| Some((b.label, results.iter().find(|r| r.name == b.name)?)))
+        .collect();
+    let rows = path_rows(results, &bases);
+    if as_json {
+        let value = json!({
+            "topology": topology.name,
+            "machine": machine(),
+            "seconds": options.seconds,
+            "runs": options.runs,
+            "tool": "iperf3, single TCP stream; UDP 64-byte payloads, sender unthrottled; \
+                     udp64_pps counts frames reaching the receiving interface, udp64_app_pps what iperf3 read; \
+                     vs holds ratios to each baseline",
+            "paths": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{}",
+        heading(&format!("{}: iperf3,", topology.name), options)
+    );
+    let labels: Vec<&str> = bases.iter().map(|(label, _)| *label).collect();
+    print_path_table(&labels, &rows);
+    Ok(())
+}
+
+/// The JSON rows of a throughput table: each path's medians and runs, and
+/// under `vs` its ratios to each labelled base.
+fn path_rows(results: &[PathResult], bases: &[(&str, &PathResult)]) -> Vec<serde_json::Value> {
     let medians = |r: &PathResult| {
         [
             median(&r.tcp_gbps),
@@ -289,14 +393,11 @@ fn report(
             median(&r.udp64_app_pps),
         ]
     };
-    let bases: Vec<(&str, [Option<f64>; 3])> = baselines
+    let bases: Vec<(&str, [Option<f64>; 3])> = bases
         .iter()
-        .filter_map(|b| {
-            let result = results.iter().find(|r| r.name == b.name)?;
-            Some((b.label, medians(result)))
-        })
+        .map(|(label, result)| (*label, medians(result)))
         .collect();
-    let rows: Vec<serde_json::Value> = results
+    results
         .iter()
         .map(|r| {
             let [tcp, udp, app] = medians(r);
@@ -325,31 +426,12 @@ fn report(
                 "note": r.note,
             })
         })
-        .collect();
-    if as_json {
-        let value = json!({
-            "topology": topology.name,
-            "machine": machine,
-            "seconds": options.seconds,
-            "runs": options.runs,
-            "tool": "iperf3, single TCP stream; UDP 64-byte payloads, sender unthrottled; \
-                     udp64_pps counts frames reaching the receiving interface, udp64_app_pps what iperf3 read; \
-                     vs holds ratios to each baseline",
-            "paths": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    println!(
-        "sdn bench {}: iperf3, {} s per run, median of {} run(s); {} ({} cores), kernel {}",
-        topology.name,
-        options.seconds,
-        options.runs,
-        machine["cpu"].as_str().unwrap_or("?"),
-        machine["cores"],
-        machine["kernel"].as_str().unwrap_or("?")
-    );
-    let labels: Vec<&str> = bases.iter().map(|(label, _)| *label).collect();
+        .collect()
+}
+
+/// Prints `rows` (from `path_rows`) as a Markdown table with a "vs" column
+/// for each of `labels` after each measure.
+fn print_path_table(labels: &[&str], rows: &[serde_json::Value]) {
     let mut header = vec!["path".to_string()];
     for measure in [
         "TCP Gbit/s",
@@ -361,11 +443,7 @@ fn report(
     }
     println!("| {} |", header.join(" | "));
     println!("|{}", " --- |".repeat(header.len()));
-    let cell = |v: &serde_json::Value, precision: usize, suffix: &str| {
-        v.as_f64()
-            .map_or("-".to_string(), |x| format!("{x:.precision$}{suffix}"))
-    };
-    for row in &rows {
+    for row in rows {
         let mut cells = vec![row["path"].as_str().unwrap_or("?").to_string()];
         for (value, key, precision) in [
             ("tcp_gbps", "tcp", 2),
@@ -380,7 +458,6 @@ fn report(
             println!("|   ({note}) |{}", " |".repeat(header.len() - 1));
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -396,5 +473,52 @@ mod tests {
         assert_eq!(ratio(Some(6.0), Some(3.0)), Some(2.0));
         assert_eq!(ratio(Some(6.0), Some(0.0)), None);
         assert_eq!(ratio(None, Some(3.0)), None);
+    }
+
+    fn load(name: &str) -> Topology {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topologies")
+            .join(name);
+        topology::load(&path).expect("repository topology loads")
+    }
+
+    #[test]
+    fn each_topology_gets_its_bench() {
+        assert_eq!(kind_of(&load("bench-2hosts.yaml")).unwrap(), Kind::Pair);
+        assert_eq!(kind_of(&load("bench-vxlan.yaml")).unwrap(), Kind::Pair);
+        assert_eq!(
+            kind_of(&load("bench-firewall.yaml")).unwrap(),
+            Kind::Firewall
+        );
+        assert_eq!(kind_of(&load("bench-routed.yaml")).unwrap(), Kind::Routed);
+        // A NAT gateway (and a security section, which wins).
+        assert_eq!(kind_of(&load("routing.yaml")).unwrap(), Kind::Firewall);
+        let mut routing = load("routing.yaml");
+        routing.security = Default::default();
+        assert_eq!(kind_of(&routing).unwrap(), Kind::Routed);
+
+        // Hosts in two subnets without a NAT gateway are routed; a NAT
+        // gateway alone is enough too.
+        let text = include_str!("../../../topologies/bench-routed.yaml");
+        let no_nat = &text[..text.find("\ninternet:").unwrap() + 1];
+        let path = Path::new("bench-routed.yaml");
+        assert_eq!(
+            kind_of(&topology::parse(no_nat, path).unwrap()).unwrap(),
+            Kind::Routed
+        );
+        let one_subnet = text.replace(
+            "net/b, address: 10.79.2.2/24",
+            "net/a, address: 10.79.1.2/24",
+        );
+        let one_subnet = topology::parse(&one_subnet, path).unwrap();
+        assert_eq!(kind_of(&one_subnet).unwrap(), Kind::Routed);
+        let without = no_nat.replace(
+            "net/b, address: 10.79.2.2/24",
+            "net/a, address: 10.79.1.2/24",
+        );
+        assert_eq!(
+            kind_of(&topology::parse(&without, path).unwrap()).unwrap(),
+            Kind::Pair
+        );
     }
 }

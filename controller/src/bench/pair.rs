@@ -2,7 +2,7 @@
 //! them crosses a VXLAN overlay (which decides the baselines beside it).
 
 use super::baseline::Addresses;
-use crate::topology::{PortMode, Topology};
+use crate::topology::{Host, PortMode, Topology};
 use anyhow::{Result, bail};
 use std::net::Ipv4Addr;
 
@@ -80,8 +80,9 @@ fn overlay_between(
     })
 }
 
-/// The sending and receiving host of the topology: its first two hosts.
-pub(super) fn pick_pair(topology: &Topology) -> Result<Pair> {
+/// The sending and receiving host of a bench: the topology's first two
+/// hosts with interfaces (each measured on its first interface).
+pub(super) fn bench_hosts(topology: &Topology) -> Result<(&Host, &Host)> {
     let hosts: Vec<_> = topology
         .hosts
         .iter()
@@ -94,6 +95,13 @@ pub(super) fn pick_pair(topology: &Topology) -> Result<Pair> {
             topology.source.display()
         );
     };
+    Ok((client, server))
+}
+
+/// The sending and receiving host of the topology: its first two hosts,
+/// which must share a subnet.
+pub(super) fn pick_pair(topology: &Topology) -> Result<Pair> {
+    let (client, server) = bench_hosts(topology)?;
     let (c, s) = (&client.interfaces[0], &server.interfaces[0]);
     if c.prefix_len != s.prefix_len || c.network != s.network || c.subnet != s.subnet {
         bail!(

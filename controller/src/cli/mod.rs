@@ -176,8 +176,12 @@ enum Command {
     /// userspace with TSO measured in the same run (needs root and iperf3).
     /// A topology with a security section gets the firewall bench: 0, 100
     /// and 1,000 rules, and new connections per second, beside nftables.
+    /// One with a NAT gateway, or whose first two hosts are in different
+    /// subnets, gets the routed bench: routed by the switch, beside the same
+    /// hosts switched in one subnet and a Linux router, and new connections
+    /// per second through the NAT gateway beside nftables masquerade.
     Bench {
-        /// Topology file (its first two hosts share a subnet).
+        /// Topology file (its first two hosts share a subnet, or are routed).
         topology: PathBuf,
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
@@ -185,7 +189,7 @@ enum Command {
         /// Runs of each measurement; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Skip the Linux bridge and Open vSwitch baselines.
+        /// Skip the baselines (Linux bridge, Open vSwitch, nftables, Linux router).
         #[arg(long)]
         no_baselines: bool,
         /// Machine-readable output.

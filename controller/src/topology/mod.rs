@@ -4,6 +4,7 @@
 //! answered with every problem found, each with file, line, path and reason.
 
 pub mod common;
+pub mod edit;
 pub mod model;
 mod raw;
 pub mod routing;
@@ -118,7 +119,16 @@ pub fn load(path: &Path) -> Result<Topology, TopologyErrors> {
 
 /// Parses and validates topology text; `path` names it in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Topology, TopologyErrors> {
-    let raw: raw::RawTopology = serde_saphyr::from_str(text).map_err(|e| {
+    let raw = parse_raw(text, path)?;
+    validate::validate(raw, path).map_err(|errors| TopologyErrors {
+        errors,
+        source: text.to_string(),
+    })
+}
+
+/// Parses topology text into its raw, unvalidated form.
+fn parse_raw(text: &str, path: &Path) -> Result<raw::RawTopology, TopologyErrors> {
+    serde_saphyr::from_str(text).map_err(|e| {
         let plain = e.without_snippet().to_string();
         // The message ends with " at line L, column C", which the location already says.
         let reason = match plain.rsplit_once(" at line ") {
@@ -136,10 +146,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Topology, TopologyErrors> {
             }],
             source: text.to_string(),
         }
-    })?;
-    validate::validate(raw, path).map_err(|errors| TopologyErrors {
-        errors,
-        source: text.to_string(),
     })
 }
 
