@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
-targets=${*:-wire_views conntrack_packets vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
+targets=${*:-wire_views conntrack_packets nat_packets icmp_errors vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do mkdir -p "corpus/$target"; done
-mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso
+mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso corpus/icmp_errors corpus/nat_packets
 cp ../topologies/*.yaml corpus/topology/
 cp ../controller/testdata/*.pcap corpus/pcap/ 2>/dev/null || true
 # Frames of the capture fixture seed the frame parsers (plain virtio-net header for gso).
@@ -19,12 +19,12 @@ python3 - <<'PY' || true
 import struct, glob
 for path in glob.glob("../controller/testdata/*.pcap"):
     data = open(path, "rb").read()
-    track = []
+    track, nat = [], []
     at, n = 24, 0
     while at + 16 <= len(data):
         caplen = struct.unpack_from("<I", data, at + 8)[0]
         frame = data[at + 16: at + 16 + caplen]
-        seeds = (("wire_views", b""), ("vlan_frame", b""), ("frame_pipeline", b"\x01"), ("gso", bytes(10)),
+        seeds = (("wire_views", b""), ("vlan_frame", b""), ("frame_pipeline", b"\x01"), ("gso", bytes(10)), ("icmp_errors", b"\x10"),
                  ("vxlan_datagram", b"\x08\x00\x00\x00\x00\x13\x89\x00"))
         for target, prefix in seeds:
             open(f"corpus/{target}/seed-{n}", "wb").write(prefix + frame)
@@ -36,8 +36,45 @@ for path in glob.glob("../controller/testdata/*.pcap"):
         if frame[12:14] == b"\x08\x00":
             l3 = frame[14:14 + 255]
             track.append(bytes([4 if n % 2 == 0 else 0, len(l3)]) + l3)
+            # Committed with source NAT, then translated as an existing connection.
+            nat.append(bytes([0x0a if n % 2 == 0 else 0x06, len(l3)]) + l3)
         at, n = at + 16 + caplen, n + 1
     open(f"corpus/conntrack_packets/seed-{path.split('/')[-1]}", "wb").write(b"".join(track))
+    open(f"corpus/nat_packets/seed-{path.split('/')[-1]}", "wb").write(b"".join(nat))
+# Frames a subnet gateway answers or routes, for icmp_errors (whose flows
+# route 10.0.2.0/24, NAT 198.51.100.0/24, answer 10.0.1.1, refuse the rest).
+def csum(b):
+    b = b + b"\0" * (len(b) % 2)
+    s = sum(struct.unpack(f"!{len(b)//2}H", b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def ipv4(src, dst, proto, l4, ttl=64, df=False):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 7, 0x4000 if df else 0, ttl, proto, 0,
+                    bytes(map(int, src.split("."))), bytes(map(int, dst.split("."))))
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + l4
+def l4(src, dst, proto, body):
+    if proto == 1: return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+    pseudo = bytes(map(int, src.split("."))) + bytes(map(int, dst.split("."))) + struct.pack("!BBH", 0, proto, len(body))
+    at = 16 if proto == 6 else 6
+    return body[:at] + struct.pack("!H", csum(pseudo + body)) + body[at + 2:]
+eth = bytes.fromhex("025d00000001" "020000000110" "0800")
+tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 0x50, 0x02, 64240, 0, 0)
+udp = lambda n: struct.pack("!HHHH", 5000, 53, 8 + n, 0) + b"q" * n
+cases = {
+    "ttl1": ("10.0.1.10", "10.0.2.5", 6, tcp, 1, False),
+    "routed": ("10.0.1.10", "10.0.2.5", 6, tcp + b"x" * 100, 64, False),
+    "too-big-df": ("10.0.1.10", "10.0.2.5", 17, udp(1400), 64, True),
+    "fragment": ("10.0.1.10", "10.0.2.5", 17, udp(1400), 64, False),
+    "nat": ("10.0.1.10", "198.51.100.7", 17, udp(20), 64, False),
+    "ping-gw": ("10.0.1.10", "10.0.1.1", 1, b"\x08\0\0\0\x42\x42\0\x01" + b"p" * 16, 64, False),
+    "unreachable": ("10.0.1.10", "8.8.8.8", 6, tcp, 64, False),
+}
+for name, (src, dst, proto, body, ttl, df) in cases.items():
+    frame = eth + ipv4(src, dst, proto, l4(src, dst, proto, body), ttl, df)
+    open(f"corpus/icmp_errors/{name}", "wb").write(b"\x10" + frame)
+arp = bytes.fromhex("ffffffffffff" "020000000110" "0806" "0001080006040001" "020000000110") + bytes([10, 0, 1, 10]) + bytes(6) + bytes([10, 0, 1, 1])
+open("corpus/icmp_errors/arp-gw", "wb").write(b"\x10" + arp)
 PY
 # Build first, so that a target that does not compile fails the run.
 cargo fuzz build

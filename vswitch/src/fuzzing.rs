@@ -9,6 +9,9 @@ use crate::testutil::FrameBuilder;
 use crate::wire::*;
 use std::time::Instant;
 
+mod routing;
+pub use routing::{icmp_errors, nat_packets};
+
 /// Connection tracking over a sequence of IPv4 packets, each `[control,
 /// length, bytes…]` where the control byte picks the zone (low 2 bits), commit
 /// (bit 2) and how many seconds pass before it (the rest). The tracker is
@@ -398,6 +401,22 @@ mod tests {
         conntrack_packets(&seed);
         for _ in 0..3000 {
             conntrack_packets(&mutator.mutate(&seed));
+        }
+    }
+
+    #[test]
+    fn routing_targets_survive_their_seeds_and_mutations() {
+        let mut mutator = Mutator(0x2f6b_0c4d_a1b3_9e57);
+        for seed in routing::seeds::frames() {
+            icmp_errors(&seed);
+            for _ in 0..400 {
+                icmp_errors(&mutator.mutate(&seed));
+            }
+        }
+        let seed = routing::seeds::nat_sequence();
+        nat_packets(&seed);
+        for _ in 0..3000 {
+            nat_packets(&mutator.mutate(&seed));
         }
     }
 

@@ -263,6 +263,9 @@ pub struct ConnInfo {
     pub orig: Tuple,
     /// The tuple its replies travel with (the original reversed unless NATed).
     pub reply: Tuple,
+    /// An ICMP echo exchange (its tuples carry the identifier as both
+    /// ports); other ICMP between the same hosts is tracked apart from it.
+    pub echo: bool,
     /// State name (`ESTABLISHED`, `UNREPLIED`, `REPLIED`…).
     pub state: &'static str,
     /// Time since it was committed.
@@ -624,6 +627,7 @@ impl Conntrack {
                 zone: conn.zone,
                 orig: conn.orig,
                 reply: conn.reply,
+                echo: conn.echo,
                 state: match conn.proto {
                     ProtoState::Tcp(t) => t.state.name(),
                     ProtoState::Pseudo { replied: true } => "REPLIED",
