@@ -8,6 +8,31 @@ use crate::wire::{
 };
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+/// Whether an untagged IPv4 frame's header checksum and its TCP, UDP or
+/// ICMP checksum verify (false for anything else or anything truncated).
+pub fn checksums_valid(frame: &[u8]) -> bool {
+    let Some(ip) = frame
+        .get(14..)
+        .and_then(|l3| Ipv4Packet::new_checked(l3).ok())
+    else {
+        return false;
+    };
+    let ips = IpPair::V4(ip.src_addr(), ip.dst_addr());
+    let l4 = match ip.protocol() {
+        IpProtocol::Tcp => {
+            TcpSegment::new_checked(ip.payload()).is_ok_and(|s| s.verify_checksum(ips))
+        }
+        IpProtocol::Udp => {
+            UdpDatagram::new_checked(ip.payload()).is_ok_and(|d| d.verify_checksum(ips))
+        }
+        IpProtocol::Icmp => {
+            IcmpPacket::new_checked(ip.payload()).is_ok_and(|i| i.verify_checksum(ips))
+        }
+        _ => true,
+    };
+    ip.verify_checksum() && l4
+}
+
 /// The locally administered address `02:00:00:00:00:nn`.
 pub fn mac(n: u8) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 0, 0, n])

@@ -5,10 +5,12 @@
 use crate::conntrack::packet::Tuple;
 use crate::conntrack::{ConntrackQuery, ConntrackReport};
 use crate::datapath::{CapturedFrame, Command, DatapathHandle, Event, PortDescription};
-use crate::flow::convert::{ConvertError, actions_from_pb};
+use crate::flow::convert::{ConvertError, actions_from_pb, narrow};
 use crate::flow::{FlowMod, Match};
+use crate::pipeline::balance::{GroupBackend, GroupSpec};
 use crate::pipeline::{PacketInReason, RemovedReason};
 use crate::wire::{GsoType, VnetRepr, vnet_hdr};
+use sdn_lb::{Algorithm, NoHealthyBackends};
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as In, switch_message::Body as Out,
 };
@@ -150,6 +152,10 @@ pub(super) fn handle_message(
             Ok(query) => Command::Conntrack { xid, query },
             Err(e) => return bad(e),
         },
+        In::GroupMod(gm) => match group_from_pb(&gm) {
+            Ok(change) => Command::GroupMod { xid, change },
+            Err(e) => return bad(e),
+        },
     };
     if datapath.send(command) {
         None
@@ -206,6 +212,62 @@ fn tuple_to_pb(t: &Tuple) -> pb::ConnTuple {
     }
 }
 
+/// A group-mod as the pipeline takes it: the group to install, or
+/// `Err(group)` to delete.
+pub(super) fn group_from_pb(gm: &pb::GroupMod) -> Result<Result<GroupSpec, u32>, ConvertError> {
+    if gm.delete {
+        return Ok(Err(gm.group));
+    }
+    let algorithm = match pb::BalanceAlgorithm::try_from(gm.algorithm) {
+        Ok(pb::BalanceAlgorithm::RoundRobin) => Algorithm::RoundRobin,
+        Ok(pb::BalanceAlgorithm::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
+        Ok(pb::BalanceAlgorithm::LeastConnections) => Algorithm::LeastConnections,
+        Ok(pb::BalanceAlgorithm::SourceIpHash) => Algorithm::SourceIpHash,
+        Ok(pb::BalanceAlgorithm::SourceIpProtocol) => Algorithm::SourceIpProtocol,
+        Ok(pb::BalanceAlgorithm::FiveTupleHash) => Algorithm::FiveTupleHash,
+        Ok(pb::BalanceAlgorithm::Unspecified) | Err(_) => {
+            return Err(ConvertError::Missing("group_mod.algorithm"));
+        }
+    };
+    let backends = gm
+        .backends
+        .iter()
+        .map(|b| {
+            let addr = match b.address.as_ref() {
+                [a, b, c, d] => Ipv4Addr::new(*a, *b, *c, *d),
+                other => {
+                    return Err(ConvertError::BadLength {
+                        field: "group_mod.backends.address",
+                        len: other.len(),
+                    });
+                }
+            };
+            Ok(GroupBackend {
+                id: b.id,
+                addr,
+                port: match narrow::<u16>("group_mod.backends.port", b.port)? {
+                    0 => None,
+                    port => Some(port),
+                },
+                weight: b.weight,
+                healthy: b.healthy,
+                draining: b.draining,
+            })
+        })
+        .collect::<Result<_, ConvertError>>()?;
+    Ok(Ok(GroupSpec {
+        group: gm.group,
+        version: gm.version,
+        algorithm,
+        no_healthy: if gm.all_probed_up {
+            NoHealthyBackends::AllProbedUp
+        } else {
+            NoHealthyBackends::Refuse
+        },
+        backends,
+    }))
+}
+
 fn conntrack_query(req: &pb::ConntrackRequest) -> Result<ConntrackQuery, ConvertError> {
     Ok(ConntrackQuery {
         set_capacity: req.set_capacity.map(|c| c as usize),
@@ -244,6 +306,8 @@ fn conntrack_report_to_pb(r: ConntrackReport) -> pb::ConntrackReply {
                 expires_in_ms: c.expires_in.as_millis() as u64,
                 packets_orig: c.packets[0],
                 packets_reply: c.packets[1],
+                lb_group: c.backend.map(|m| m.group),
+                lb_backend: c.backend.map_or(0, |m| m.backend),
             })
             .collect(),
         count: r.count as u64,
@@ -253,6 +317,7 @@ fn conntrack_report_to_pb(r: ConntrackReport) -> pb::ConntrackReply {
         invalid: r.counters.invalid,
         full_drops: r.counters.full_drops,
         nat_exhausted: r.counters.nat_exhausted,
+        lb_no_backend: r.counters.lb_no_backend,
         removed: r.removed as u64,
     }
 }
@@ -409,5 +474,66 @@ mod tests {
             ..Default::default()
         };
         assert!(vnet_from_pb(Some(&bad)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    fn message() -> pb::GroupMod {
+        pb::GroupMod {
+            group: 7,
+            version: 3,
+            delete: false,
+            algorithm: pb::BalanceAlgorithm::WeightedRoundRobin as i32,
+            all_probed_up: true,
+            backends: vec![pb::GroupBackend {
+                id: 1,
+                address: vec![10, 30, 1, 11].into(),
+                port: 8080,
+                weight: 2,
+                healthy: true,
+                draining: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_group_mod_becomes_a_group() {
+        let spec = group_from_pb(&message()).unwrap().unwrap();
+        assert_eq!(spec.group, 7);
+        assert_eq!(spec.version, 3);
+        assert_eq!(spec.algorithm, Algorithm::WeightedRoundRobin);
+        assert_eq!(spec.no_healthy, NoHealthyBackends::AllProbedUp);
+        assert_eq!(
+            spec.backends,
+            [GroupBackend {
+                id: 1,
+                addr: Ipv4Addr::new(10, 30, 1, 11),
+                port: Some(8080),
+                weight: 2,
+                healthy: true,
+                draining: false,
+            }]
+        );
+        let delete = pb::GroupMod {
+            delete: true,
+            ..message()
+        };
+        assert_eq!(group_from_pb(&delete).unwrap(), Err(7));
+    }
+
+    #[test]
+    fn malformed_group_mods_are_refused() {
+        let mut no_algorithm = message();
+        no_algorithm.algorithm = 0;
+        assert!(group_from_pb(&no_algorithm).is_err());
+        let mut short = message();
+        short.backends[0].address = vec![10, 30].into();
+        assert!(group_from_pb(&short).is_err());
+        let mut big_port = message();
+        big_port.backends[0].port = 70_000;
+        assert!(group_from_pb(&big_port).is_err());
     }
 }

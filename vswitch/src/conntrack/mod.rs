@@ -12,12 +12,14 @@
 //! connection that finds it full is refused (counted) while tracked ones keep
 //! flowing. Idle connections expire after a timeout per state.
 
+pub mod balance;
 pub mod nat;
 pub mod packet;
 mod query;
 pub mod tcp;
 pub mod translate;
 
+pub use balance::{LbMark, LiveCounts, Pick};
 pub use nat::Translation;
 pub use query::{ConntrackQuery, ConntrackReport};
 
@@ -118,6 +120,8 @@ pub struct Counters {
     pub full_drops: u64,
     /// New NATed connections refused because no port (or address) was free.
     pub nat_exhausted: u64,
+    /// New balanced connections refused because no backend took them.
+    pub lb_no_backend: u64,
 }
 
 /// Protocol state of a connection.
@@ -200,6 +204,8 @@ struct Conn {
     created: Instant,
     expires: Instant,
     packets: [u64; 2],
+    /// The backend a balanced connection went to.
+    lb: Option<LbMark>,
 }
 
 impl Conn {
@@ -274,6 +280,8 @@ pub struct ConnInfo {
     pub expires_in: Duration,
     /// Packets seen from the originator and from the responder.
     pub packets: [u64; 2],
+    /// The group and backend a balanced connection went to.
+    pub backend: Option<LbMark>,
 }
 
 /// What tracking decided about one packet.
@@ -296,6 +304,7 @@ pub struct Conntrack {
     timeouts: Timeouts,
     counters: Counters,
     next_sweep: Option<Instant>,
+    live_balanced: LiveCounts,
 }
 
 impl Default for Conntrack {
@@ -315,6 +324,7 @@ impl Conntrack {
             timeouts,
             counters: Counters::default(),
             next_sweep: None,
+            live_balanced: LiveCounts::default(),
         }
     }
 
@@ -364,8 +374,49 @@ impl Conntrack {
         nat: Option<Nat>,
         now: Instant,
     ) -> Verdict {
+        self.track_picking(l3, zone, commit, nat, None, now)
+    }
+
+    /// Tracks `l3` for load-balancing group `group`: a new connection that
+    /// is committed is DNATed to the backend `pick` chooses (and counted
+    /// under it; refused and counted when it chooses none), and every packet
+    /// of a balanced connection, both ways, and every ICMP error about one,
+    /// gets its rewrite as with `track_nat`.
+    pub fn track_balanced(
+        &mut self,
+        l3: &[u8],
+        zone: u16,
+        commit: bool,
+        group: u32,
+        pick: Pick<'_>,
+        now: Instant,
+    ) -> Verdict {
+        self.track_picking(
+            l3,
+            zone,
+            commit,
+            Some(Nat::Balance { group }),
+            Some(pick),
+            now,
+        )
+    }
+
+    /// Live balanced connections per backend.
+    pub fn live_balanced(&self) -> &LiveCounts {
+        &self.live_balanced
+    }
+
+    fn track_picking(
+        &mut self,
+        l3: &[u8],
+        zone: u16,
+        commit: bool,
+        nat: Option<Nat>,
+        pick: Option<Pick<'_>>,
+        now: Instant,
+    ) -> Verdict {
         let mut verdict = match probe(l3) {
-            Ok(p) => self.track_probe(&p, zone, commit, nat, now),
+            Ok(p) => self.track_probe(&p, zone, commit, nat, pick, now),
             Err(_) => Verdict {
                 bits: state::INV,
                 translation: None,
@@ -401,6 +452,7 @@ impl Conntrack {
         zone: u16,
         commit: bool,
         nat: Option<Nat>,
+        pick: Option<Pick<'_>>,
         now: Instant,
     ) -> Verdict {
         let refuse = Verdict {
@@ -507,9 +559,22 @@ impl Conntrack {
             created: now,
             expires: now,
             packets: [1, 0],
+            lb: None,
         };
         conn.expires = now + conn.timeout(&self.timeouts);
-        let spec = nat.filter(|n| !matches!(n, Nat::Existing));
+        let mut spec = nat.filter(|n| !matches!(n, Nat::Existing | Nat::Balance { .. }));
+        if let (Some(Nat::Balance { .. }), Some(pick)) = (nat, pick) {
+            match pick(p.tuple, &self.live_balanced) {
+                Some((dnat, mark)) => {
+                    spec = Some(dnat);
+                    conn.lb = Some(mark);
+                }
+                None => {
+                    self.counters.lb_no_backend += 1;
+                    return refuse;
+                }
+            }
+        }
         let reply = match spec {
             Some(spec) => {
                 let taken = |reply: Tuple, tracker: &mut Conntrack| {
@@ -557,11 +622,17 @@ impl Conntrack {
         };
         self.index.insert(conn.key(Dir::Orig), (id, Dir::Orig));
         self.index.insert(conn.key(Dir::Reply), (id, Dir::Reply));
+        if let Some(mark) = conn.lb {
+            self.live_balanced.opened(mark);
+        }
         self.slots[id as usize] = Some(conn);
     }
 
     fn remove_id(&mut self, id: u32) -> Option<Conn> {
         let conn = self.slots.get_mut(id as usize)?.take()?;
+        if let Some(mark) = conn.lb {
+            self.live_balanced.closed(mark);
+        }
         for dir in [Dir::Orig, Dir::Reply] {
             let key = conn.key(dir);
             if self.index.get(&key).is_some_and(|&(at, _)| at == id) {
@@ -636,6 +707,7 @@ impl Conntrack {
                 age: now.saturating_duration_since(conn.created),
                 expires_in: conn.expires.saturating_duration_since(now),
                 packets: conn.packets,
+                backend: conn.lb,
             })
             .collect();
         out.sort_by_key(|c| (c.zone, c.orig));

@@ -44,7 +44,8 @@ pub fn allocate(
     let ported = matches!(orig.proto, PROTO_TCP | PROTO_UDP);
     let plain = orig.reversed();
     match spec {
-        Nat::Existing => Some(plain),
+        // A balanced connection arrives here with its backend's DNAT.
+        Nat::Existing | Nat::Balance { .. } => Some(plain),
         Nat::Dst { addr, port } => {
             // Replies come from the new destination (and port) to the client.
             let mut reply = Tuple { src: addr, ..plain };

@@ -143,6 +143,13 @@ pub enum Command {
         /// What to do.
         query: ConntrackQuery,
     },
+    /// Install, replace or delete a load-balancing group.
+    GroupMod {
+        /// Transaction id.
+        xid: u64,
+        /// The group to install, or `Err(group)` to delete that group.
+        change: Result<crate::pipeline::balance::GroupSpec, u32>,
+    },
     /// The controller connection changed.
     Controller(ControllerState),
     /// Stop the thread.

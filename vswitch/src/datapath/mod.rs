@@ -568,6 +568,22 @@ impl Datapath {
                     datapath,
                 });
             }
+            Command::GroupMod { xid, change } => {
+                let groups = self.pipeline.groups_mut();
+                let result = match change {
+                    Ok(spec) => groups.apply(spec).map(|_| ()),
+                    Err(group) => {
+                        groups.delete(group);
+                        Ok(())
+                    }
+                };
+                if let Err(err) = result {
+                    let _ = self.events.send(Event::Error {
+                        xid,
+                        message: err.to_string(),
+                    });
+                }
+            }
             Command::Conntrack { xid, query } => {
                 let report = self.pipeline.conntrack_mut().answer(&query, Instant::now());
                 let _ = self.events.send(Event::Conntrack { xid, report });

@@ -52,6 +52,13 @@ pub enum Nat {
     },
     /// Translate packets of connections NATed before; set up nothing new.
     Existing,
+    /// Load balancing: a new connection is DNATed to the backend (address
+    /// and port) that load-balancing group `group` picks; a tracked one
+    /// keeps its backend.
+    Balance {
+        /// The group.
+        group: u32,
+    },
 }
 
 impl fmt::Display for Nat {
@@ -69,6 +76,7 @@ impl fmt::Display for Nat {
                 port: Some(port),
             } => write!(f, "nat(dst={addr}:{port})"),
             Nat::Existing => write!(f, "nat"),
+            Nat::Balance { group } => write!(f, "nat(lb={group})"),
         }
     }
 }

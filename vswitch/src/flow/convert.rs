@@ -38,7 +38,7 @@ pub enum ConvertError {
 
 type Result<T> = std::result::Result<T, ConvertError>;
 
-fn narrow<T: TryFrom<u64>>(field: &'static str, value: impl Into<u64>) -> Result<T> {
+pub(crate) fn narrow<T: TryFrom<u64>>(field: &'static str, value: impl Into<u64>) -> Result<T> {
     let value = value.into();
     T::try_from(value).map_err(|_| ConvertError::OutOfRange { field, value })
 }
@@ -85,6 +85,9 @@ fn nat_from_pb(n: &pb::CtNat) -> Result<Nat> {
     if n.kind == pb::NatKind::Existing as i32 {
         return Ok(Nat::Existing);
     }
+    if n.kind == pb::NatKind::Balance as i32 {
+        return Ok(Nat::Balance { group: n.group });
+    }
     let addr = ipv4("ct.nat.address", &n.address)?;
     let port = |field, v: u32| narrow::<u16>(field, v);
     match pb::NatKind::try_from(n.kind).unwrap_or(pb::NatKind::Unspecified) {
@@ -106,6 +109,7 @@ fn nat_from_pb(n: &pb::CtNat) -> Result<Nat> {
             },
         }),
         pb::NatKind::Existing => Ok(Nat::Existing),
+        pb::NatKind::Balance => Ok(Nat::Balance { group: n.group }),
         pb::NatKind::Unspecified => Err(ConvertError::Missing("ct.nat.kind")),
     }
 }
@@ -117,15 +121,22 @@ fn nat_to_pb(n: &Nat) -> pb::CtNat {
             address: addr.octets().to_vec().into(),
             port_min: ports.map_or(0, |(lo, _)| u32::from(lo)),
             port_max: ports.map_or(0, |(_, hi)| u32::from(hi)),
+            group: 0,
         },
         Nat::Dst { addr, port } => pb::CtNat {
             kind: pb::NatKind::Destination as i32,
             address: addr.octets().to_vec().into(),
             port_min: port.map_or(0, u32::from),
             port_max: 0,
+            group: 0,
         },
         Nat::Existing => pb::CtNat {
             kind: pb::NatKind::Existing as i32,
+            ..Default::default()
+        },
+        Nat::Balance { group } => pb::CtNat {
+            kind: pb::NatKind::Balance as i32,
+            group,
             ..Default::default()
         },
     }
@@ -657,6 +668,28 @@ mod tests {
             hard_timeout: Duration::from_secs(300),
             send_flow_removed: true,
         }
+    }
+
+    #[test]
+    fn every_nat_round_trips() {
+        let addr = "203.0.113.50".parse().unwrap();
+        for nat in [
+            Nat::Src { addr, ports: None },
+            Nat::Src {
+                addr,
+                ports: Some((1024, 2047)),
+            },
+            Nat::Dst { addr, port: None },
+            Nat::Dst {
+                addr,
+                port: Some(8080),
+            },
+            Nat::Existing,
+            Nat::Balance { group: 7 },
+        ] {
+            assert_eq!(nat_from_pb(&nat_to_pb(&nat)), Ok(nat));
+        }
+        assert_eq!(Nat::Balance { group: 7 }.to_string(), "nat(lb=7)");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! established flow does not grow with the number of entries. Any change to
 //! the tables empties the cache.
 
+pub mod balance;
 mod execute;
 mod flow_mod;
 pub(crate) mod rewrite;
@@ -15,7 +16,8 @@ mod timeouts;
 pub use execute::{FrameBuf, Output, OwnedFrame, TunnelMeta, TunnelTarget};
 
 use crate::classifier::RuleId;
-use crate::conntrack::{Conntrack, Translation, Verdict, state as ct_state, translate};
+use crate::conntrack::{Conntrack, LiveCounts, Translation, Verdict, state as ct_state, translate};
+use crate::flow::action::Nat;
 use crate::flow::{
     Action, ActionError, Extracted, FlowKey, FlowStats, MatchError, PortNo, SetField,
 };
@@ -226,6 +228,7 @@ pub struct Pipeline {
     learning: MacLearning,
     conntrack: Conntrack,
     router: RouterState,
+    groups: balance::Groups,
     counters: PipelineCounters,
     table_capacity: usize,
 }
@@ -248,6 +251,7 @@ impl Pipeline {
             learning: MacLearning::default(),
             conntrack: Conntrack::default(),
             router: RouterState::default(),
+            groups: balance::Groups::default(),
             counters: PipelineCounters::default(),
             table_capacity: DEFAULT_TABLE_CAPACITY,
         }
@@ -295,6 +299,16 @@ impl Pipeline {
         &mut self.conntrack
     }
 
+    /// The load-balancing groups.
+    pub fn groups(&self) -> &balance::Groups {
+        &self.groups
+    }
+
+    /// The load-balancing groups, to install or remove one.
+    pub fn groups_mut(&mut self) -> &mut balance::Groups {
+        &mut self.groups
+    }
+
     /// Decides what to do with `frame`, rewriting it in place if an action
     /// says so, and bumps the counters of the entries it hits.
     pub fn process(
@@ -320,6 +334,7 @@ impl Pipeline {
             learning,
             conntrack,
             router,
+            groups,
             counters,
             ..
         } = self;
@@ -399,7 +414,13 @@ impl Pipeline {
                             translation: None,
                         }
                     }
-                    Some(l3) => conntrack.track_nat(l3, zone, commit, nat, now),
+                    Some(l3) => match nat {
+                        Some(Nat::Balance { group }) => {
+                            let mut pick = |orig, live: &LiveCounts| groups.pick(group, orig, live);
+                            conntrack.track_balanced(l3, zone, commit, group, &mut pick, now)
+                        }
+                        _ => conntrack.track_nat(l3, zone, commit, nat, now),
+                    },
                     None => Verdict {
                         bits: ct_state::TRK | ct_state::INV,
                         translation: None,
@@ -604,3 +625,6 @@ fn classify(tables: &[FlowTable], mut key: FlowKey, start: u8) -> CachedPath {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod balance_tests;

@@ -172,28 +172,13 @@ fn set_port(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{FrameBuilder, mac};
-    use crate::wire::{IpPair, Ipv4Packet, TcpSegment, UdpDatagram};
+    use crate::testutil::{FrameBuilder, checksums_valid, mac};
+    use crate::wire::{IpPair, Ipv4Packet};
     use std::net::Ipv4Addr;
 
     fn rewrite(frame: &mut [u8], partial: bool, field: SetField) {
         let extracted = FlowKey::extract(frame, 1).unwrap();
         apply(frame, &extracted.key, extracted.layout, partial, field);
-    }
-
-    fn checksums_valid(frame: &[u8]) -> bool {
-        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
-        let ips = IpPair::V4(ip.src_addr(), ip.dst_addr());
-        let l4_ok = match ip.protocol() {
-            IpProtocol::Tcp => TcpSegment::new_checked(ip.payload())
-                .unwrap()
-                .verify_checksum(ips),
-            IpProtocol::Udp => UdpDatagram::new_checked(ip.payload())
-                .unwrap()
-                .verify_checksum(ips),
-            _ => true,
-        };
-        ip.verify_checksum() && l4_ok
     }
 
     #[test]
