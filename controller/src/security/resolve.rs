@@ -1,12 +1,14 @@
 //! From the topology's security section to what one switch enforces: each
 //! port's interface gets its layers (subnet NSG, own NSG or ACG set) with
-//! groups and `VirtualNetwork` turned into prefixes and NSG defaults added.
+//! groups and service tags (`VirtualNetwork`, `Internet`, `AzureLoadBalancer`)
+//! turned into prefixes and NSG defaults added.
 
 use super::compile::{ProtectedPort, SwitchFirewall};
 use super::rules::{
     Access, Addresses, Direction, Layer, PortPolicy, PortRange, Rule, RuleRef, nsg_defaults,
     sort_nsg,
 };
+use crate::topology::load_balancer::PROBE_SOURCE;
 use crate::topology::routing::INTERNET_RANGES;
 use crate::topology::security::{Acg, InterfaceRef, Nsg, Peer};
 use crate::topology::{Interface, NodeKind, Topology, peer_of};
@@ -49,6 +51,12 @@ fn internet() -> Vec<Ipv4Net> {
     INTERNET_RANGES.to_vec()
 }
 
+/// The source of load balancer health probes (what Azure's
+/// `AzureLoadBalancer` tag stands for).
+fn probe_source() -> Vec<Ipv4Net> {
+    vec![Ipv4Net::new_assert(PROBE_SOURCE, 32)]
+}
+
 /// The addresses a peer stands for, seen from `iface`.
 fn addresses(topology: &Topology, iface: &Interface, peer: &Peer) -> Addresses {
     let members = |refs: &mut dyn Iterator<Item = &InterfaceRef>| {
@@ -63,6 +71,7 @@ fn addresses(topology: &Topology, iface: &Interface, peer: &Peer) -> Addresses {
         Peer::Any => Addresses::Any,
         Peer::VirtualNetwork => Addresses::Prefixes(vnet_of(topology, iface)),
         Peer::Internet => Addresses::Prefixes(internet()),
+        Peer::AzureLoadBalancer => Addresses::Prefixes(probe_source()),
         Peer::Prefixes(p) => Addresses::Prefixes(p.clone()),
         Peer::Group(name) => {
             if let Some(asg) = security.asgs.iter().find(|a| &a.name == name) {

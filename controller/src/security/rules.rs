@@ -4,6 +4,7 @@
 //! rules. `eval` decides packets straight from these; `compile` turns them
 //! into flows.
 
+use crate::topology::load_balancer::PROBE_SOURCE;
 pub use crate::topology::{Access, Direction, PortRange, Protocol};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -164,9 +165,11 @@ impl PortPolicy {
 }
 
 /// The default rules every NSG ends with (as Azure's): allow traffic inside
-/// the virtual network both ways, allow outbound to the internet, deny all
-/// other inbound and outbound. `vnet` is the address space of the
-/// interface's network (and its peers), `internet` the public one.
+/// the virtual network both ways, allow load balancer health probes in
+/// (from `PROBE_SOURCE`, the `AzureLoadBalancer` tag), allow outbound to the
+/// internet, deny all other inbound and outbound. `vnet` is the address
+/// space of the interface's network (and its peers), `internet` the public
+/// one.
 pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net], internet: &[Ipv4Net]) -> Vec<Rule> {
     let rule = |name: &str, priority, direction, access, src: Addresses, dst: Addresses| Rule {
         origin: RuleRef {
@@ -187,6 +190,14 @@ pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net], internet: &[Ipv4Net]) -> Vec<Ru
     use Direction::*;
     vec![
         rule("AllowVnetInBound", 65000, Inbound, Allow, vnet(), vnet()),
+        rule(
+            "AllowAzureLoadBalancerInBound",
+            65001,
+            Inbound,
+            Allow,
+            Addresses::Prefixes(vec![Ipv4Net::new_assert(PROBE_SOURCE, 32)]),
+            Addresses::Any,
+        ),
         rule(
             "DenyAllInBound",
             65500,
@@ -218,4 +229,49 @@ pub fn nsg_defaults(nsg: &str, vnet: &[Ipv4Net], internet: &[Ipv4Net]) -> Vec<Ru
 /// Sorts NSG rules into evaluation order (direction, then priority).
 pub fn sort_nsg(rules: &mut [Rule]) {
     rules.sort_by_key(|r| (r.origin.direction, r.origin.priority));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsg_defaults_are_azures() {
+        let vnet: Vec<Ipv4Net> = vec!["10.0.0.0/16".parse().unwrap()];
+        let internet: Vec<Ipv4Net> = vec!["203.0.113.0/24".parse().unwrap()];
+        let mut rules = nsg_defaults("nsg", &vnet, &internet);
+        sort_nsg(&mut rules);
+        let listed: Vec<_> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.origin.rule.as_str(),
+                    r.origin.priority,
+                    r.origin.direction,
+                    r.access,
+                )
+            })
+            .collect();
+        use Access::*;
+        use Direction::*;
+        assert_eq!(
+            listed,
+            [
+                ("AllowVnetInBound", 65000, Inbound, Allow),
+                ("AllowAzureLoadBalancerInBound", 65001, Inbound, Allow),
+                ("DenyAllInBound", 65500, Inbound, Deny),
+                ("AllowVnetOutBound", 65000, Outbound, Allow),
+                ("AllowInternetOutBound", 65001, Outbound, Allow),
+                ("DenyAllOutBound", 65500, Outbound, Deny),
+            ]
+        );
+        // Health probes come from the one well-known address, to anywhere.
+        let probes = &rules[1];
+        assert_eq!(
+            probes.src,
+            Addresses::Prefixes(vec!["168.63.129.16/32".parse().unwrap()])
+        );
+        assert_eq!(probes.dst, Addresses::Any);
+        assert_eq!(probes.protocol, Protocol::Any);
+    }
 }

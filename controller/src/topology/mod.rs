@@ -5,6 +5,7 @@
 
 pub mod common;
 pub mod edit;
+pub mod load_balancer;
 pub mod model;
 mod raw;
 pub mod routing;
@@ -157,3 +158,6 @@ mod security_tests;
 
 #[cfg(test)]
 mod routing_tests;
+
+#[cfg(test)]
+mod load_balancer_tests;

@@ -42,6 +42,8 @@ pub struct Topology {
     pub routing: super::routing::Routing,
     /// The internet edge.
     pub internet: super::routing::Internet,
+    /// Load balancers.
+    pub load_balancers: Vec<super::load_balancer::LoadBalancer>,
 }
 
 /// Bytes VXLAN adds in front of an inner frame: outer IPv4 (20), UDP (8),
@@ -367,6 +369,11 @@ impl Topology {
             .subnets
             .iter()
             .find(|s| s.name == subnet)
+    }
+
+    /// The load balancer named `name`.
+    pub fn load_balancer(&self, name: &str) -> Option<&super::load_balancer::LoadBalancer> {
+        self.load_balancers.iter().find(|l| l.name == name)
     }
 
     /// The network of a name, if declared.

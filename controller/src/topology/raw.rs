@@ -40,6 +40,115 @@ pub(crate) struct RawTopology {
     pub(crate) public_ips: Vec<Spanned<RawPublicIp>>,
     #[serde(default)]
     pub(crate) nat_gateways: Vec<Spanned<RawNatGateway>>,
+    #[serde(default)]
+    pub(crate) load_balancers: Vec<Spanned<RawLoadBalancer>>,
+}
+
+/// A load balancer: frontends, backend pools, probes and the rules that
+/// join them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLoadBalancer {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) network: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) frontends: Vec<Spanned<RawFrontend>>,
+    #[serde(default)]
+    pub(crate) backend_pools: Vec<Spanned<RawBackendPool>>,
+    #[serde(default)]
+    pub(crate) probes: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    pub(crate) rules: Vec<Spanned<RawLoadBalancingRule>>,
+    #[serde(default)]
+    pub(crate) inbound_nat_rules: Vec<Spanned<RawInboundNatRule>>,
+}
+
+/// A frontend: the address clients connect to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFrontend {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+}
+
+/// A backend pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackendPool {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) members: Vec<Spanned<RawPoolMember>>,
+}
+
+/// A member of a backend pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPoolMember {
+    pub(crate) interface: Spanned<String>,
+    #[serde(default)]
+    pub(crate) weight: Option<Spanned<i64>>,
+}
+
+/// A health probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub(crate) name: Spanned<String>,
+    pub(crate) protocol: Spanned<String>,
+    pub(crate) port: Spanned<i64>,
+    #[serde(default)]
+    pub(crate) path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) interval: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) unhealthy_threshold: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) healthy_threshold: Option<Spanned<i64>>,
+}
+
+/// A load-balancing rule: a frontend port spread over a pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLoadBalancingRule {
+    pub(crate) name: Spanned<String>,
+    pub(crate) frontend: Spanned<String>,
+    pub(crate) protocol: Spanned<String>,
+    pub(crate) frontend_port: Spanned<i64>,
+    #[serde(default)]
+    pub(crate) backend_port: Option<Spanned<i64>>,
+    pub(crate) pool: Spanned<String>,
+    #[serde(default)]
+    pub(crate) probe: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) algorithm: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) idle_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) no_healthy_backends: Option<Spanned<String>>,
+}
+
+/// An inbound NAT rule: a frontend port forwarded to one interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInboundNatRule {
+    pub(crate) name: Spanned<String>,
+    pub(crate) frontend: Spanned<String>,
+    pub(crate) protocol: Spanned<String>,
+    pub(crate) frontend_port: Spanned<i64>,
+    #[serde(default)]
+    pub(crate) backend_port: Option<Spanned<i64>>,
+    pub(crate) target: Spanned<String>,
+}
+
+/// A duration: whole seconds, or text like `500ms`, `5s`, `4m`, `1h`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDuration {
+    Seconds(i64),
+    Text(String),
 }
 
 /// A route table: user routes attached to subnets.

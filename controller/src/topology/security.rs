@@ -44,6 +44,9 @@ pub enum Peer {
     VirtualNetwork,
     /// The internet's public address space (Azure's `Internet` tag).
     Internet,
+    /// The source of load balancer health probes,
+    /// `load_balancer::PROBE_SOURCE` (Azure's `AzureLoadBalancer` tag).
+    AzureLoadBalancer,
     /// Addresses and prefixes.
     Prefixes(Vec<Ipv4Net>),
     /// The members of an ASG (or, in ACG rules, of an ACG).

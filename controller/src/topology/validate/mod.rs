@@ -1,13 +1,18 @@
 //! Turns the raw file into the typed model, checking everything before
 //! anything is created: names, CIDRs (a subnet lies inside its network,
 //! subnets do not overlap, an address lies in its subnet and is used once),
-//! references between sections, and that every port and interface is linked.
+//! references between sections (load balancers included), and that every
+//! port and interface is linked.
 //! Every problem is collected, each with its line, path and reason.
 
+mod duration;
+mod frontend;
 mod internet;
 mod links;
+mod load_balancer;
 mod nodes;
 mod overlay;
+mod probe;
 mod routing;
 mod security;
 
@@ -215,6 +220,15 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
     };
     let tables = routing::route_tables(&mut c, &raw.route_tables, &names, &hops, &mut resources);
     routing.route_tables = tables;
+    let balancers = load_balancer::Context {
+        raw: &raw,
+        networks: &networks,
+        hosts: &hosts,
+        names: &names,
+        routing: &routing,
+        internet: &internet,
+    };
+    let load_balancers = load_balancer::load_balancers(&mut c, &balancers, &mut resources);
 
     if c.errors.is_empty() {
         Ok(Topology {
@@ -230,6 +244,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
             security,
             routing,
             internet,
+            load_balancers,
         })
     } else {
         Err(c.errors)

@@ -367,7 +367,8 @@ fn description(c: &mut Checker<'_>, raw: Option<&Spanned<String>>, path: &str) {
     }
 }
 
-fn word<T: Copy>(
+/// One of `choices` (matched without regard to case).
+pub(super) fn word<T: Copy>(
     c: &mut Checker<'_>,
     at: &Spanned<String>,
     path: &str,
@@ -482,6 +483,9 @@ fn peer(
     if text.eq_ignore_ascii_case("internet") {
         return Peer::Internet;
     }
+    if text.eq_ignore_ascii_case("azureloadbalancer") {
+        return Peer::AzureLoadBalancer;
+    }
     if names.asgs.contains(text) || (acg_names && names.acgs.contains(text)) {
         return Peer::Group(text.to_string());
     }
@@ -503,7 +507,7 @@ fn peer(
                 c.error(
                     raw,
                     path,
-                    format!("{part:?} is not an IPv4 address or CIDR without host bits, any, VirtualNetwork, Internet, or {groups} of this file"),
+                    format!("{part:?} is not an IPv4 address or CIDR without host bits, any, VirtualNetwork, Internet, AzureLoadBalancer, or {groups} of this file"),
                 );
                 return Peer::Any;
             }
