@@ -100,6 +100,10 @@ pub(super) async fn conntrack(
                     "state": c.state, "age_s": c.age_ms as f64 / 1000.0,
                     "expires_in_s": c.expires_in_ms as f64 / 1000.0,
                     "packets_orig": c.packets_orig, "packets_reply": c.packets_reply,
+                    "lb": c.lb_group.map(|group| json!({
+                        "group": group,
+                        "backend": std::net::Ipv4Addr::from(c.lb_backend).to_string(),
+                    })),
                 })
             })
             .collect();
@@ -107,7 +111,7 @@ pub(super) async fn conntrack(
             "switch": switch, "connections": conns, "count": tracker.count,
             "capacity": tracker.capacity, "committed": tracker.committed,
             "expired": tracker.expired, "invalid": tracker.invalid, "full_drops": tracker.full_drops,
-            "nat_exhausted": tracker.nat_exhausted,
+            "nat_exhausted": tracker.nat_exhausted, "lb_no_backend": tracker.lb_no_backend,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -144,16 +148,22 @@ pub(super) async fn conntrack(
             let (src, dst) = ends(r);
             println!("{:<24}NAT: replies {src} -> {dst}", "");
         }
+        if let Some(group) = c.lb_group {
+            // Backend ids are their addresses (see routing::compile::balance).
+            let backend = std::net::Ipv4Addr::from(c.lb_backend);
+            println!("{:<24}balanced: lb={group} to backend {backend}", "");
+        }
     }
     println!(
-        "{} tracked of at most {}; committed {}, expired {}, invalid packets {}, refused when full {}, refused for want of a NAT port {}",
+        "{} tracked of at most {}; committed {}, expired {}, invalid packets {}, refused when full {}, refused for want of a NAT port {}, refused for want of a backend {}",
         tracker.count,
         tracker.capacity,
         tracker.committed,
         tracker.expired,
         tracker.invalid,
         tracker.full_drops,
-        tracker.nat_exhausted
+        tracker.nat_exhausted,
+        tracker.lb_no_backend
     );
     Ok(())
 }

@@ -165,7 +165,15 @@ pub fn build(topology: &Topology) -> Result<()> {
         .public_ips
         .iter()
         .map(|p| p.address)
-        .chain(topology.internet.nat_gateways.iter().map(|g| g.address));
+        .chain(topology.internet.nat_gateways.iter().map(|g| g.address))
+        .chain(
+            topology
+                .load_balancers
+                .iter()
+                .flat_map(|lb| &lb.frontends)
+                .filter(|f| f.kind == crate::topology::load_balancer::FrontendKind::Public)
+                .map(|f| f.address),
+        );
     for address in lab_addresses {
         run_in(Some(&router), || {
             let edge = netlink::index_of(EDGE_BRIDGE)?;

@@ -52,6 +52,9 @@ struct Session {
     policy_barrier: Option<(u64, u64)>,
     /// The policy generation the last full re-sync installed.
     synced_generation: u64,
+    /// The load-balancing groups sent to the switch, and the last version.
+    groups_sent: std::collections::BTreeSet<u32>,
+    group_version: u64,
 }
 
 /// Runs a session over the switch's stream until it ends.
@@ -77,6 +80,8 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         policy,
         policy_barrier: None,
         synced_generation: 0,
+        groups_sent: Default::default(),
+        group_version: 0,
     };
     let reason = session.serve(inbound).await;
     session.close(&reason);
@@ -152,6 +157,33 @@ impl Session {
                 .map_err(|s| s.message().to_string()),
             None => Err("no session".into()),
         }
+    }
+
+    /// Installs the router's load-balancing groups (each replaced whole, with
+    /// a version above any sent before, also by an earlier controller) and
+    /// deletes those sent before that it no longer has.
+    async fn push_groups(&mut self) -> Result<(), String> {
+        let groups = self.router.compiled().groups.clone();
+        let wanted: std::collections::BTreeSet<u32> = groups.iter().map(|g| g.group).collect();
+        for mut spec in groups {
+            let clock = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            self.group_version = clock.max(self.group_version + 1);
+            spec.version = self.group_version;
+            self.send(ToSwitch::GroupMod(sdn_vswitch::agent::group_to_pb(&spec)))
+                .await?;
+        }
+        for &gone in self.groups_sent.difference(&wanted) {
+            self.send(ToSwitch::GroupMod(pb::GroupMod {
+                group: gone,
+                delete: true,
+                ..Default::default()
+            }))
+            .await?;
+        }
+        self.groups_sent = wanted;
+        Ok(())
     }
 
     async fn push(&self, mods: Vec<FlowMod>) -> Result<(), String> {
@@ -388,6 +420,7 @@ impl Session {
         ids.extend(self.router.replace(next, &mut self.reconciler));
         let mods = self.reconciler.sync_ids(&ids);
         info!(switch = %self.name, generation, changes = mods.len(), "applying security rules and routes");
+        self.push_groups().await?;
         self.push(mods).await?;
         self.set_conntrack_limit(&topology).await?;
         let xid = self
@@ -459,6 +492,7 @@ impl Session {
         self.reconciler.set_installed(installed);
         let mods = self.reconciler.sync_all();
         info!(switch = %self.name, installed = had, changes = mods.len(), adopted_macs = self.app.learned(), "re-syncing switch");
+        self.push_groups().await?;
         self.push(mods).await?;
         let Some(handle) = &self.handle else {
             return Err("no session".into());

@@ -1180,3 +1180,20 @@ fn the_azure_load_balancer_tag() {
         "any, VirtualNetwork, Internet, AzureLoadBalancer, or an ASG of this file",
     );
 }
+
+#[test]
+fn members_on_another_switch_are_refused() {
+    let text = lb_with("  - [web3:eth0, sw1:p3]\n", "  - [web3:eth0, sw2:p1]\n")
+        .replacen("      - { name: p3 }\n", "", 1)
+        .replacen(
+            "switches:\n",
+            "switches:\n  - name: sw2\n    ports: [{ name: p1 }]\n",
+            1,
+        );
+    refused(
+        &text,
+        "interface: web3:eth0",
+        "load_balancers[0].backend_pools[0].members[2].interface",
+        "web3:eth0 is on switch sw2, but load balancer web-lb balances at sw1, the switch of web1:eth0",
+    );
+}

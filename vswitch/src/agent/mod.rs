@@ -6,6 +6,8 @@
 
 mod translate;
 
+pub use translate::{group_from_pb, group_to_pb};
+
 use crate::datapath::{Command, ControllerState, DatapathHandle, Event, PortDescription};
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as In, switch_message::Body as Out,

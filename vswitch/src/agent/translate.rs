@@ -212,9 +212,40 @@ fn tuple_to_pb(t: &Tuple) -> pb::ConnTuple {
     }
 }
 
+/// The group-mod that installs `spec` (`group_from_pb` reads it back).
+pub fn group_to_pb(spec: &GroupSpec) -> pb::GroupMod {
+    let algorithm = match spec.algorithm {
+        Algorithm::RoundRobin => pb::BalanceAlgorithm::RoundRobin,
+        Algorithm::WeightedRoundRobin => pb::BalanceAlgorithm::WeightedRoundRobin,
+        Algorithm::LeastConnections => pb::BalanceAlgorithm::LeastConnections,
+        Algorithm::SourceIpHash => pb::BalanceAlgorithm::SourceIpHash,
+        Algorithm::SourceIpProtocol => pb::BalanceAlgorithm::SourceIpProtocol,
+        Algorithm::FiveTupleHash => pb::BalanceAlgorithm::FiveTupleHash,
+    };
+    pb::GroupMod {
+        group: spec.group,
+        version: spec.version,
+        delete: false,
+        algorithm: algorithm as i32,
+        all_probed_up: spec.no_healthy == NoHealthyBackends::AllProbedUp,
+        backends: spec
+            .backends
+            .iter()
+            .map(|b| pb::GroupBackend {
+                id: b.id,
+                address: b.addr.octets().to_vec().into(),
+                port: u32::from(b.port.unwrap_or(0)),
+                weight: b.weight,
+                healthy: b.healthy,
+                draining: b.draining,
+            })
+            .collect(),
+    }
+}
+
 /// A group-mod as the pipeline takes it: the group to install, or
 /// `Err(group)` to delete.
-pub(super) fn group_from_pb(gm: &pb::GroupMod) -> Result<Result<GroupSpec, u32>, ConvertError> {
+pub fn group_from_pb(gm: &pb::GroupMod) -> Result<Result<GroupSpec, u32>, ConvertError> {
     if gm.delete {
         return Ok(Err(gm.group));
     }
@@ -522,6 +553,12 @@ mod group_tests {
             ..message()
         };
         assert_eq!(group_from_pb(&delete).unwrap(), Err(7));
+    }
+
+    #[test]
+    fn a_group_round_trips() {
+        let spec = group_from_pb(&message()).unwrap().unwrap();
+        assert_eq!(group_to_pb(&spec), message());
     }
 
     #[test]

@@ -579,7 +579,7 @@ impl Conntrack {
             Some(spec) => {
                 let taken = |reply: Tuple, tracker: &mut Conntrack| {
                     let key = Conn { reply, ..conn }.key(Dir::Reply);
-                    tracker.live(key, now).is_some()
+                    tracker.held(key, now)
                 };
                 match nat::allocate(p.tuple, echo, spec, |r| taken(r, self)) {
                     Some(reply) => reply,
@@ -592,7 +592,7 @@ impl Conntrack {
             None => conn.reply,
         };
         conn.reply = reply;
-        if self.live(conn.key(Dir::Reply), now).is_some() {
+        if self.held(conn.key(Dir::Reply), now) {
             // Another connection already answers to this reply tuple.
             self.counters.nat_exhausted += 1;
             return refuse;
@@ -659,6 +659,25 @@ impl Conntrack {
                 None
             }
         }
+    }
+
+    /// Whether a connection that is still open holds `key`. One that has
+    /// closed (TCP in TIME_WAIT or CLOSED) gives it up to the new one and is
+    /// removed, as a new SYN for a closed connection's own tuple reopens it:
+    /// otherwise a client reusing its port towards another frontend or rule
+    /// would meet a dead connection's reply tuple and be refused.
+    fn held(&mut self, key: DirKey, now: Instant) -> bool {
+        let Some((id, _)) = self.live(key, now) else {
+            return false;
+        };
+        let closed = self.conn(id).is_some_and(|c| {
+            matches!(c.proto, ProtoState::Tcp(t) if matches!(t.state, TcpState::TimeWait | TcpState::Closed))
+        });
+        if closed {
+            self.remove_id(id);
+            self.counters.expired += 1;
+        }
+        !closed
     }
 
     /// Removes expired connections, at most once per second.

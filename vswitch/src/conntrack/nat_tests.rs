@@ -382,3 +382,37 @@ proptest! {
         prop_assert_eq!(ct.counters().nat_exhausted, refused);
     }
 }
+
+#[test]
+fn a_closed_connection_gives_up_its_reply_tuple_and_an_open_one_does_not() {
+    use TcpFlags as F;
+    let dnat = |port| {
+        Some(Nat::Dst {
+            addr: addr("10.30.1.11"),
+            port: Some(port),
+        })
+    };
+    let mut ct = Conntrack::default();
+    // Client port 40000 to frontend port 81, DNATed to the backend's 80.
+    let mut syn = tcp("198.51.100.20:40000", "203.0.113.50:81", F::SYN);
+    assert_eq!(pass(&mut ct, &mut syn, true, dnat(80)), TRK | NEW);
+    // Another rule (frontend port 82) to the same backend port from the
+    // same client port: the backend would see the same connection.
+    let mut other = tcp("198.51.100.20:40000", "203.0.113.50:82", F::SYN);
+    assert_ne!(
+        pass(&mut ct, &mut other, true, dnat(80)) & INV,
+        0,
+        "refused while open"
+    );
+    assert_eq!(ct.counters().nat_exhausted, 1);
+    // The first closes: the backend refuses it.
+    let mut rst = tcp("10.30.1.11:80", "198.51.100.20:40000", F::RST | F::ACK);
+    pass(&mut ct, &mut rst, false, Some(Nat::Existing));
+    let mut again = tcp("198.51.100.20:40000", "203.0.113.50:82", F::SYN);
+    assert_eq!(
+        pass(&mut ct, &mut again, true, dnat(80)),
+        TRK | NEW,
+        "taken over once closed"
+    );
+    assert_eq!(ct.len(), 1);
+}

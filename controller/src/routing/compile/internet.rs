@@ -90,6 +90,7 @@ pub(super) fn internet_egress(b: &mut Builder<'_>, s: usize) {
             COOKIE_EGRESS,
         );
     }
+    super::balance::egress_flows(b, &network, &subnet, ctx, zone);
     if let Some(gateway) = gateway {
         b.flow(
             NEIGHBOR,
@@ -200,7 +201,8 @@ pub(super) fn edge(
         let owned = public_hosts
             .iter()
             .map(|(_, p)| *p)
-            .chain(nat_gateways.iter().map(|g| g.address));
+            .chain(nat_gateways.iter().map(|g| g.address))
+            .chain(super::balance::public_frontends(b, &network));
         for address in owned {
             b.flow(
                 CLASSIFY,
@@ -307,6 +309,7 @@ pub(super) fn edge(
             });
             b.deliver_flows(EDGE_CT, 200, &key, h, None, &[]);
         }
+        super::balance::edge_flows(b, &network, zone, edge_ctx);
         let mut served: FxHashSet<(String, String)> = FxHashSet::default();
         for gw in &nat_gateways {
             b.flow(

@@ -54,6 +54,8 @@ pub const COOKIE_EGRESS: u64 = COOKIE_ROUTING | (4 << 40);
 pub const COOKIE_EDGE: u64 = COOKIE_ROUTING | (5 << 40);
 /// Refused: unsolicited inbound, failed translations, unknown edge frames.
 pub const COOKIE_REFUSED: u64 = COOKIE_ROUTING | (6 << 40);
+/// Load balancing: connections to frontends, backends' way back.
+pub const COOKIE_BALANCE: u64 = COOKIE_ROUTING | (7 << 40);
 
 const PRIORITY_RESPONDER: u16 = 1000;
 const PRIORITY_NO_ROUTE: u16 = 99;
@@ -85,6 +87,8 @@ pub struct CompiledRouting {
     pub flows: Vec<FlowSpec>,
     /// Route `i` is what cookie `COOKIE_ROUTE | i` stands for.
     pub routes: Vec<RouteRef>,
+    /// The load-balancing groups the flows' `nat(lb=G)` name.
+    pub groups: Vec<sdn_vswitch::pipeline::balance::GroupSpec>,
 }
 
 impl CompiledRouting {
@@ -97,6 +101,7 @@ impl CompiledRouting {
     }
 }
 
+pub mod balance;
 mod builder;
 mod internet;
 mod subnet;
@@ -191,5 +196,6 @@ pub fn compile(topology: &Topology, name: &str) -> CompiledRouting {
     for &s in &inet_subnets {
         internet_egress(&mut b, s);
     }
+    b.out.groups = balance::groups(topology, name);
     b.out
 }

@@ -31,6 +31,7 @@ pub(super) struct Context<'a> {
     pub(super) names: &'a Names<'a>,
     pub(super) routing: &'a Routing,
     pub(super) internet: &'a Internet,
+    pub(super) links: &'a [crate::topology::model::Link],
 }
 
 /// Validates `load_balancers`.
@@ -143,6 +144,7 @@ fn load_balancer(
         let nat = inbound_nat_rule(c, cx, &raw_rule.value, &rpath, &parts, &mut listeners);
         inbound_nat_rules.extend(nat);
     }
+    one_switch(c, cx, lb, path);
     LoadBalancer {
         name: name.to_string(),
         network: network
@@ -153,6 +155,54 @@ fn load_balancer(
         probes,
         rules,
         inbound_nat_rules,
+    }
+}
+
+/// Every member and inbound NAT target of a load balancer must be on one
+/// switch: the switch balances there, and its conntrack must see both ways
+/// of every balanced connection.
+fn one_switch(c: &mut Checker<'_>, cx: &Context<'_>, lb: &RawLoadBalancer, path: &str) {
+    let members = lb.backend_pools.iter().enumerate().flat_map(|(p, pool)| {
+        pool.value
+            .members
+            .iter()
+            .enumerate()
+            .map(move |(m, member)| {
+                (
+                    &member.value.interface,
+                    format!("{path}.backend_pools[{p}].members[{m}].interface"),
+                )
+            })
+    });
+    let targets = lb.inbound_nat_rules.iter().enumerate().map(|(r, rule)| {
+        (
+            &rule.value.target,
+            format!("{path}.inbound_nat_rules[{r}].target"),
+        )
+    });
+    let mut home: Option<(String, String)> = None;
+    for (at, ipath) in members.chain(targets) {
+        let Some((host, device)) = at.value.split_once(':') else {
+            continue;
+        };
+        let Some(switch) = crate::topology::model::peer_of(cx.links, host, device)
+            .filter(|e| e.kind == crate::topology::model::NodeKind::Switch)
+            .map(|e| e.node.clone())
+        else {
+            continue;
+        };
+        match &home {
+            None => home = Some((switch, at.value.clone())),
+            Some((first, first_member)) if *first != switch => c.error(
+                at,
+                ipath,
+                format!(
+                    "{} is on switch {switch}, but load balancer {} balances at {first}, the switch of {first_member}: a load balancer's members and NAT targets must share one switch",
+                    at.value, lb.name.value
+                ),
+            ),
+            Some(_) => {}
+        }
     }
 }
 

@@ -227,6 +227,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         names: &names,
         routing: &routing,
         internet: &internet,
+        links: &links,
     };
     let load_balancers = load_balancer::load_balancers(&mut c, &balancers, &mut resources);
 

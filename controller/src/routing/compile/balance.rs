@@ -1,0 +1,298 @@
+//! Public load balancers at their home switch (the switch of their first
+//! pool member, which holds them all): the uplink answers ARP for each
+//! public frontend; a connection from the internet to a rule's frontend
+//! address, protocol and port is DNATed through conntrack to the backend
+//! the rule's load-balancing group picks (`ct(commit,nat(lb=G))`), an
+//! inbound NAT rule's to its one target; a backend's packets back to the
+//! internet are translated through the tracked connection (so they leave
+//! from the frontend), and nothing untranslated from a backend leaves.
+
+use super::builder::{Builder, Host, host_prefix, ipv4, state};
+use super::*;
+use crate::topology::load_balancer::{
+    Algorithm as TopologyAlgorithm, FrontendKind, LoadBalancer, NoHealthyBackends as NoHealthy,
+    TransportProtocol,
+};
+use sdn_lb::{Algorithm, NoHealthyBackends};
+use sdn_vswitch::pipeline::balance::{GroupBackend, GroupSpec};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// The switch that balances for `lb`: the one its first pool member is on.
+pub(crate) fn home_switch<'t>(topology: &'t Topology, lb: &LoadBalancer) -> Option<&'t str> {
+    let member = lb.backend_pools.iter().flat_map(|p| &p.members).next()?;
+    topology
+        .switch_of(&member.interface.host, &member.interface.interface)
+        .map(|(s, _)| s.name.as_str())
+}
+
+/// The load-balancing group number of rule `rule` of load balancer `lb`
+/// (both indexes in the file's order): from 1, counted over the lab.
+pub(crate) fn group_of(topology: &Topology, lb: usize, rule: usize) -> u32 {
+    let before: usize = topology.load_balancers[..lb]
+        .iter()
+        .map(|l| l.rules.len())
+        .sum();
+    (before + rule + 1) as u32
+}
+
+fn protocol_number(p: TransportProtocol) -> u8 {
+    match p {
+        TransportProtocol::Tcp => TCP,
+        TransportProtocol::Udp => UDP,
+    }
+}
+
+fn algorithm(a: TopologyAlgorithm) -> Algorithm {
+    match a {
+        TopologyAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        TopologyAlgorithm::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        TopologyAlgorithm::LeastConnections => Algorithm::LeastConnections,
+        TopologyAlgorithm::SourceIpHash => Algorithm::SourceIpHash,
+        TopologyAlgorithm::SourceIpProtocol => Algorithm::SourceIpProtocol,
+        TopologyAlgorithm::FiveTupleHash => Algorithm::FiveTupleHash,
+    }
+}
+
+/// The public load balancers of `network` that this switch balances for,
+/// with their index in the file.
+fn balanced_here<'t>(b: &Builder<'t>, network: &str) -> Vec<(usize, &'t LoadBalancer)> {
+    let topology: &'t Topology = b.topology;
+    topology
+        .load_balancers
+        .iter()
+        .enumerate()
+        .filter(|(_, lb)| lb.network == network)
+        .filter(|(_, lb)| home_switch(topology, lb) == Some(b.switch.name.as_str()))
+        .filter(|(_, lb)| lb.frontends.iter().any(|f| f.kind == FrontendKind::Public))
+        .collect()
+}
+
+/// The public frontend addresses this switch answers ARP for on its uplink.
+pub(super) fn public_frontends(b: &Builder<'_>, network: &str) -> Vec<Ipv4Addr> {
+    balanced_here(b, network)
+        .iter()
+        .flat_map(|(_, lb)| &lb.frontends)
+        .filter(|f| f.kind == FrontendKind::Public)
+        .map(|f| f.address)
+        .collect()
+}
+
+/// The host interface at `address` in `network`.
+fn host_at<'t>(b: &Builder<'t>, network: &str, address: Ipv4Addr) -> Option<Host<'t>> {
+    b.hosts()
+        .find(|h| h.iface.network == network && h.address == address)
+}
+
+/// From the internet (table `ROUTE`, context `edge_ctx`): balanced and
+/// inbound-NAT connections to public frontends, and their delivery to the
+/// backends after conntrack (`EDGE_CT`).
+pub(super) fn edge_flows(
+    b: &mut Builder<'_>,
+    network: &str,
+    zone: u16,
+    edge_ctx: Option<MetadataMatch>,
+) {
+    let mut backends: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    for (index, lb) in balanced_here(b, network) {
+        for (r, rule) in lb.rules.iter().enumerate() {
+            let Some(frontend) = lb.frontend(&rule.frontend) else {
+                continue;
+            };
+            if frontend.kind != FrontendKind::Public {
+                continue;
+            }
+            let group = group_of(b.topology, index, r);
+            b.flow(
+                ROUTE,
+                210,
+                ipv4(Match {
+                    metadata: edge_ctx,
+                    ip_dst: host_prefix(frontend.address),
+                    ip_proto: Some(protocol_number(rule.protocol)),
+                    tp_dst: Some(rule.frontend_port),
+                    ..Match::default()
+                }),
+                vec![Action::Ct {
+                    zone,
+                    commit: true,
+                    table: EDGE_CT,
+                    nat: Some(Nat::Balance { group }),
+                }],
+                COOKIE_BALANCE,
+            );
+            if let Some(pool) = lb.pool(&rule.pool) {
+                backends.extend(pool.members.iter().map(|m| m.address));
+            }
+        }
+        for nat_rule in &lb.inbound_nat_rules {
+            let Some(frontend) = lb.frontend(&nat_rule.frontend) else {
+                continue;
+            };
+            if frontend.kind != FrontendKind::Public {
+                continue;
+            }
+            b.flow(
+                ROUTE,
+                210,
+                ipv4(Match {
+                    metadata: edge_ctx,
+                    ip_dst: host_prefix(frontend.address),
+                    ip_proto: Some(protocol_number(nat_rule.protocol)),
+                    tp_dst: Some(nat_rule.frontend_port),
+                    ..Match::default()
+                }),
+                vec![Action::Ct {
+                    zone,
+                    commit: true,
+                    table: EDGE_CT,
+                    nat: Some(Nat::Dst {
+                        addr: nat_rule.target_address,
+                        port: Some(nat_rule.backend_port),
+                    }),
+                }],
+                COOKIE_BALANCE,
+            );
+            backends.insert(nat_rule.target_address);
+        }
+    }
+    for address in backends {
+        let Some(h) = host_at(b, network, address) else {
+            continue;
+        };
+        let key = ipv4(Match {
+            metadata: edge_ctx,
+            ip_dst: host_prefix(address),
+            ct_state: state(0),
+            ..Match::default()
+        });
+        b.deliver_flows(EDGE_CT, 250, &key, &h, None, &[]);
+    }
+}
+
+/// On the way to the internet from subnet context `ctx` (table `NEIGHBOR`):
+/// a backend's packets from a rule's backend port go through its tracked
+/// connection, which translates them to the frontend; in `NAT_OUT` what is
+/// still from a backend's private address (no connection) is dropped.
+pub(super) fn egress_flows(
+    b: &mut Builder<'_>,
+    network: &str,
+    subnet: &str,
+    ctx: Option<MetadataMatch>,
+    zone: u16,
+) {
+    let mut sources: BTreeSet<(Ipv4Addr, u8, u16)> = BTreeSet::new();
+    for (_, lb) in balanced_here(b, network) {
+        for rule in &lb.rules {
+            if lb.frontend(&rule.frontend).map(|f| &f.kind) != Some(&FrontendKind::Public) {
+                continue;
+            }
+            let Some(pool) = lb.pool(&rule.pool) else {
+                continue;
+            };
+            for m in &pool.members {
+                sources.insert((m.address, protocol_number(rule.protocol), rule.backend_port));
+            }
+        }
+        for n in &lb.inbound_nat_rules {
+            if lb.frontend(&n.frontend).map(|f| &f.kind) == Some(&FrontendKind::Public) {
+                sources.insert((
+                    n.target_address,
+                    protocol_number(n.protocol),
+                    n.backend_port,
+                ));
+            }
+        }
+    }
+    let in_subnet = |address: Ipv4Addr| {
+        b.topology
+            .subnet(network, subnet)
+            .is_some_and(|s| s.cidr.contains(&IpAddr::V4(address)))
+    };
+    let sources: Vec<_> = sources
+        .into_iter()
+        .filter(|(a, _, _)| in_subnet(*a))
+        .collect();
+    let mut addresses: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    for (address, proto, port) in sources {
+        b.flow(
+            NEIGHBOR,
+            15,
+            ipv4(Match {
+                metadata: ctx,
+                ip_src: host_prefix(address),
+                ip_proto: Some(proto),
+                tp_src: Some(port),
+                ..Match::default()
+            }),
+            vec![
+                Action::CheckMtu {
+                    mtu: UPLINK_MTU,
+                    icmp_src: None,
+                },
+                Action::Ct {
+                    zone,
+                    commit: false,
+                    table: NAT_OUT,
+                    nat: Some(Nat::Existing),
+                },
+            ],
+            COOKIE_BALANCE,
+        );
+        addresses.insert(address);
+    }
+    for address in addresses {
+        b.flow(
+            NAT_OUT,
+            90,
+            ipv4(Match {
+                metadata: ctx,
+                ip_src: host_prefix(address),
+                ..Match::default()
+            }),
+            Vec::new(),
+            COOKIE_REFUSED,
+        );
+    }
+}
+
+/// The load-balancing groups switch `name` holds: one per rule of each
+/// public load balancer it balances for. Every member is healthy (the data
+/// path does not probe yet) and not draining.
+pub fn groups(topology: &Topology, name: &str) -> Vec<GroupSpec> {
+    let mut out = Vec::new();
+    for (index, lb) in topology.load_balancers.iter().enumerate() {
+        if home_switch(topology, lb) != Some(name) {
+            continue;
+        }
+        for (r, rule) in lb.rules.iter().enumerate() {
+            let Some(pool) = lb.pool(&rule.pool) else {
+                continue;
+            };
+            out.push(GroupSpec {
+                group: group_of(topology, index, r),
+                version: 0,
+                algorithm: algorithm(rule.algorithm),
+                no_healthy: match rule.no_healthy_backends {
+                    NoHealthy::Refuse => NoHealthyBackends::Refuse,
+                    NoHealthy::AllProbedUp => NoHealthyBackends::AllProbedUp,
+                },
+                backends: pool
+                    .members
+                    .iter()
+                    .map(|m| GroupBackend {
+                        // The address names a member stably across edits.
+                        id: u32::from(m.address),
+                        addr: m.address,
+                        port: Some(rule.backend_port),
+                        weight: m.weight,
+                        healthy: true,
+                        draining: false,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,223 @@
+//! Namespace tests of the load balancer on `topologies/lb.yaml`: connections
+//! from an internet client to the public frontend are spread over the web
+//! backends as each algorithm says, the client sees only the frontend's
+//! address, the backends see the client's, an inbound NAT rule reaches one
+//! backend, and nothing else on the frontend answers. They need root; the
+//! lab has a unique name and is removed by its guard.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+
+const FRONTEND: &str = "203.0.113.50";
+const CLIENT: &str = "198.51.100.20";
+
+/// A TCP server in a host's namespace that answers every connection with
+/// its name and remembers who connected.
+struct NameServer {
+    stop: Arc<AtomicBool>,
+    peers: Arc<Mutex<Vec<IpAddr>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NameServer {
+    fn start(lab: &Lab, host: &str, port: u16, name: &str) -> NameServer {
+        let listener: TcpListener = in_ns(&lab.ns(host), move || {
+            let l = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).expect("listen");
+            l.set_nonblocking(true).expect("nonblocking");
+            l
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (flag, seen, answer) = (stop.clone(), peers.clone(), format!("{name}\n"));
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, peer)) => {
+                        seen.lock().unwrap().push(peer.ip());
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.write_all(answer.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        NameServer {
+            stop,
+            peers,
+            thread: Some(thread),
+        }
+    }
+
+    fn peers(&self) -> Vec<IpAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens `count` connections from the client to `FRONTEND:port`, one after
+/// another, and counts the names that answered; also returns every peer
+/// address the client's sockets saw.
+fn spread(lab: &Lab, port: u16, count: usize) -> (BTreeMap<String, usize>, Vec<IpAddr>) {
+    let target = at(FRONTEND, port);
+    in_ns(&lab.ns("client"), move || {
+        let mut names = BTreeMap::new();
+        let mut peers = Vec::new();
+        for _ in 0..count {
+            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+                *names.entry("(refused)".to_string()).or_insert(0) += 1;
+                continue;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            if let Ok(peer) = stream.peer_addr() {
+                peers.push(peer.ip());
+            }
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            *names.entry(answer.trim().to_string()).or_insert(0) += 1;
+        }
+        (names, peers)
+    })
+}
+
+/// lb.yaml with extra rules on the public frontend, one per algorithm, each
+/// to the same port on the web pool. (Rules sharing a backend port would
+/// share the backends' side of the connections too: a client reusing its
+/// source port towards another rule could meet a connection still closing
+/// under the same tuple there, be refused and retransmit its SYN, which
+/// skews an exact count.)
+fn topology(name: &str) -> String {
+    let text = repository_topology("lb.yaml", name);
+    let extra = [
+        ("rr", 81, "round_robin"),
+        ("wrr", 82, "weighted_round_robin"),
+        ("src", 83, "source_ip_hash"),
+        ("lc", 84, "least_connections"),
+    ]
+    .iter()
+    .map(|(rule, port, algorithm)| {
+        format!(
+            "      - {{ name: {rule}, frontend: public, protocol: tcp, frontend_port: {port}, backend_port: {port}, pool: web, algorithm: {algorithm} }}\n"
+        )
+    })
+    .collect::<String>();
+    let anchor = "idle_timeout: 4m }\n";
+    assert!(text.contains(anchor), "lb.yaml's web rule");
+    text.replacen(anchor, &format!("{anchor}{extra}"), 1)
+}
+
+fn count(names: &BTreeMap<String, usize>, name: &str) -> usize {
+    names.get(name).copied().unwrap_or(0)
+}
+
+#[test]
+fn the_public_frontend_spreads_connections_over_the_backends() {
+    if !is_root() {
+        return;
+    }
+    let name = unique_name("lb");
+    let lab = Lab::new(&name, &topology(&name));
+    lab.up();
+    let servers: Vec<NameServer> = ["web1", "web2", "web3"]
+        .iter()
+        .flat_map(|h| [80, 81, 82, 83, 84].map(|port| NameServer::start(&lab, h, port, h)))
+        .collect();
+    let ssh = NameServer::start(&lab, "web1", 22, "web1-ssh");
+
+    // The client sees only the frontend.
+    let sniffer = Sniffer::start(&lab.ns("client"), "eth0");
+    // Five-tuple hashing (the file's rule), web2 with weight 2.
+    let (names, peers) = spread(&lab, 80, 300);
+    let capture = sniffer.stop(&std::env::temp_dir().join(format!("{name}-client.pcap")));
+    assert_eq!(names.values().sum::<usize>(), 300);
+    assert_eq!(count(&names, "(refused)"), 0, "{names:?}");
+    let (web1, web2, web3) = (
+        count(&names, "web1"),
+        count(&names, "web2"),
+        count(&names, "web3"),
+    );
+    assert!(
+        (40..=110).contains(&web1) && (40..=110).contains(&web3),
+        "{names:?}"
+    );
+    assert!((110..=190).contains(&web2), "web2 weighs twice: {names:?}");
+    let frontend: IpAddr = FRONTEND.parse().unwrap();
+    assert!(
+        peers.iter().all(|p| *p == frontend),
+        "client sockets saw {peers:?}"
+    );
+    let client: Ipv4Addr = CLIENT.parse().unwrap();
+    let ipv4 = capture.iter().filter_map(|f| {
+        let eth = sdn_vswitch::wire::EthernetFrame::new_checked(&f[..]).ok()?;
+        (eth.ethertype() == sdn_vswitch::wire::EtherType::Ipv4).then_some(())?;
+        let ip = sdn_vswitch::wire::Ipv4Packet::new_checked(eth.payload()).ok()?;
+        // The client's TCP (the internet's router also multicasts IGMP).
+        (ip.protocol() == sdn_vswitch::wire::IpProtocol::Tcp).then_some(())?;
+        Some((ip.src_addr(), ip.dst_addr()))
+    });
+    let mut seen = 0;
+    for (src, dst) in ipv4 {
+        seen += 1;
+        let other = if src == client { dst } else { src };
+        assert_eq!(IpAddr::V4(other), frontend, "the client saw {src} -> {dst}");
+    }
+    assert!(
+        seen >= 300 * 3,
+        "the capture holds the connections ({seen} packets)"
+    );
+    // The backends see the client's own address.
+    for server in servers.iter().step_by(5) {
+        let peers = server.peers();
+        assert!(!peers.is_empty());
+        assert!(peers.iter().all(|p| *p == IpAddr::V4(client)), "{peers:?}");
+    }
+
+    // Round robin ignores weights and cycles exactly; weighted round robin
+    // gives web2 twice the others' share; source hashing keeps the client
+    // on one backend; least connections, with connections that end before
+    // the next, alternates.
+    let (rr, _) = spread(&lab, 81, 300);
+    assert_eq!(
+        (count(&rr, "web1"), count(&rr, "web2"), count(&rr, "web3")),
+        (100, 100, 100),
+        "{rr:?}"
+    );
+    let (wrr, _) = spread(&lab, 82, 300);
+    assert_eq!(
+        (
+            count(&wrr, "web1"),
+            count(&wrr, "web2"),
+            count(&wrr, "web3")
+        ),
+        (75, 150, 75),
+        "{wrr:?}"
+    );
+    let (src, _) = spread(&lab, 83, 60);
+    assert_eq!(src.len(), 1, "one backend for one client: {src:?}");
+    let (lc, _) = spread(&lab, 84, 60);
+    assert!(lc.len() == 3 && !lc.contains_key("(refused)"), "{lc:?}");
+
+    // The inbound NAT rule reaches web1's port 22 and no other backend.
+    let (nat, _) = spread(&lab, 2201, 10);
+    assert_eq!(count(&nat, "web1-ssh"), 10, "{nat:?}");
+    assert!(ssh.peers().iter().all(|p| *p == IpAddr::V4(client)));
+    // Nothing else on the frontend answers.
+    let (other, _) = spread(&lab, 8080, 1);
+    assert_eq!(count(&other, "(refused)"), 1, "{other:?}");
+}
