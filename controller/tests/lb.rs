@@ -19,7 +19,9 @@ const FRONTEND: &str = "203.0.113.50";
 const CLIENT: &str = "198.51.100.20";
 
 /// A TCP server in a host's namespace that answers every connection with
-/// its name and remembers who connected.
+/// an HTTP 200 carrying its name (so that HTTP probes find it up), then
+/// echoes what it is sent until the client closes; it remembers who
+/// connected.
 struct NameServer {
     stop: Arc<AtomicBool>,
     peers: Arc<Mutex<Vec<IpAddr>>>,
@@ -35,7 +37,12 @@ impl NameServer {
         });
         let stop = Arc::new(AtomicBool::new(false));
         let peers = Arc::new(Mutex::new(Vec::new()));
-        let (flag, seen, answer) = (stop.clone(), peers.clone(), format!("{name}\n"));
+        let body = format!("{name}\n");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (flag, seen) = (stop.clone(), peers.clone());
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -43,6 +50,15 @@ impl NameServer {
                         seen.lock().unwrap().push(peer.ip());
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.write_all(answer.as_bytes());
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                        std::thread::spawn(move || {
+                            let mut buffer = [0u8; 1024];
+                            while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                                if stream.write_all(&buffer[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -57,6 +73,25 @@ impl NameServer {
 
     fn peers(&self) -> Vec<IpAddr> {
         self.peers.lock().unwrap().clone()
+    }
+}
+
+/// Reads a NameServer's answer: the name in its body.
+fn read_name(stream: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 256];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((_, body)) = text.split_once("\r\n\r\n")
+            && let Some((name, _)) = body.split_once('\n')
+        {
+            return Some(name.to_string());
+        }
+        let n = stream.read(&mut buffer).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buffer[..n]);
     }
 }
 
@@ -78,7 +113,7 @@ fn spread(lab: &Lab, port: u16, count: usize) -> (BTreeMap<String, usize>, Vec<I
         let mut names = BTreeMap::new();
         let mut peers = Vec::new();
         for _ in 0..count {
-            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
                 *names.entry("(refused)".to_string()).or_insert(0) += 1;
                 continue;
             };
@@ -88,9 +123,8 @@ fn spread(lab: &Lab, port: u16, count: usize) -> (BTreeMap<String, usize>, Vec<I
             if let Ok(peer) = stream.peer_addr() {
                 peers.push(peer.ip());
             }
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            *names.entry(answer.trim().to_string()).or_insert(0) += 1;
+            let name = read_name(&mut stream).unwrap_or_else(|| "(no answer)".into());
+            *names.entry(name).or_insert(0) += 1;
         }
         (names, peers)
     })
@@ -119,7 +153,11 @@ fn topology(name: &str) -> String {
     .collect::<String>();
     let anchor = "idle_timeout: 4m }\n";
     assert!(text.contains(anchor), "lb.yaml's web rule");
+    // Probes every second, so that a backend's fall and rise take seconds.
+    let probe = "interval: 5s, timeout: 2s";
+    assert!(text.contains(probe), "lb.yaml's http probe");
     text.replacen(anchor, &format!("{anchor}{extra}"), 1)
+        .replacen(probe, "interval: 1s, timeout: 500ms", 1)
 }
 
 fn count(names: &BTreeMap<String, usize>, name: &str) -> usize {
@@ -134,11 +172,20 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
     let name = unique_name("lb");
     let lab = Lab::new(&name, &topology(&name));
     lab.up();
-    let servers: Vec<NameServer> = ["web1", "web2", "web3"]
+    let mut servers: Vec<NameServer> = ["web1", "web2", "web3"]
         .iter()
         .flat_map(|h| [80, 81, 82, 83, 84].map(|port| NameServer::start(&lab, h, port, h)))
         .collect();
     let ssh = NameServer::start(&lab, "web1", 22, "web1-ssh");
+    // The HTTP probe finds them up (rise: two successes a second apart).
+    wait_for(
+        "the web backends to probe healthy",
+        Duration::from_secs(10),
+        || {
+            let (names, _) = spread(&lab, 80, 9);
+            names.len() == 3 && !names.contains_key("(refused)")
+        },
+    );
 
     // The client sees only the frontend.
     let sniffer = Sniffer::start(&lab.ns("client"), "eth0");
@@ -182,10 +229,19 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
         "the capture holds the connections ({seen} packets)"
     );
     // The backends see the client's own address.
+    // The backends see the client's own address, and the HTTP probe's
+    // well-known source on the probed port.
+    let probe_source = IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16));
     for server in servers.iter().step_by(5) {
         let peers = server.peers();
-        assert!(!peers.is_empty());
-        assert!(peers.iter().all(|p| *p == IpAddr::V4(client)), "{peers:?}");
+        assert!(peers.contains(&IpAddr::V4(client)), "{peers:?}");
+        assert!(peers.contains(&probe_source), "probed: {peers:?}");
+        assert!(
+            peers
+                .iter()
+                .all(|p| *p == IpAddr::V4(client) || *p == probe_source),
+            "{peers:?}"
+        );
     }
 
     // Round robin ignores weights and cycles exactly; weighted round robin
@@ -220,4 +276,47 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
     // Nothing else on the frontend answers.
     let (other, _) = spread(&lab, 8080, 1);
     assert_eq!(count(&other, "(refused)"), 1, "{other:?}");
+
+    // web3's server stops: its probe fails, and within interval x fall
+    // (1 s x 2) no new connection reaches it, while a long-lived
+    // connection to another backend keeps flowing.
+    let mut long = in_ns(&lab.ns("client"), || {
+        for _ in 0..20 {
+            let mut stream = TcpStream::connect_timeout(&at(FRONTEND, 80), Duration::from_secs(2))
+                .expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            if read_name(&mut stream).as_deref() != Some("web3") {
+                return stream;
+            }
+        }
+        panic!("every connection went to web3");
+    });
+    let echoes = |stream: &mut TcpStream| {
+        let mut got = [0u8; 5];
+        stream.write_all(b"still").is_ok()
+            && stream.read_exact(&mut got).is_ok()
+            && &got == b"still"
+    };
+    assert!(echoes(&mut long));
+    drop(servers.drain(10..15));
+    std::thread::sleep(Duration::from_millis(3500));
+    let (after, _) = spread(&lab, 80, 60);
+    assert_eq!(
+        count(&after, "web3"),
+        0,
+        "web3 is out of rotation: {after:?}"
+    );
+    assert_eq!(
+        count(&after, "(refused)") + count(&after, "(no answer)"),
+        0,
+        "{after:?}"
+    );
+    assert!(echoes(&mut long), "the live connection keeps flowing");
+    // Restarted, it is back within interval x rise.
+    servers.extend([80, 81, 82, 83, 84].map(|port| NameServer::start(&lab, "web3", port, "web3")));
+    wait_for("web3 back in rotation", Duration::from_secs(10), || {
+        count(&spread(&lab, 80, 30).0, "web3") > 0
+    });
 }

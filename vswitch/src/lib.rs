@@ -17,6 +17,7 @@ pub mod learning;
 pub mod netns;
 pub mod pipeline;
 pub mod port;
+pub mod probe;
 #[doc(hidden)]
 pub mod testutil;
 pub mod wire;

@@ -55,6 +55,8 @@ struct Session {
     /// The load-balancing groups sent to the switch, and the last version.
     groups_sent: std::collections::BTreeSet<u32>,
     group_version: u64,
+    /// What the switch's probes last said of each (probe, backend).
+    probe_health: std::collections::BTreeMap<(u32, u32), pb::ProbeHealth>,
 }
 
 /// Runs a session over the switch's stream until it ends.
@@ -82,6 +84,7 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         synced_generation: 0,
         groups_sent: Default::default(),
         group_version: 0,
+        probe_health: Default::default(),
     };
     let reason = session.serve(inbound).await;
     session.close(&reason);
@@ -160,12 +163,21 @@ impl Session {
     }
 
     /// Installs the router's load-balancing groups (each replaced whole, with
-    /// a version above any sent before, also by an earlier controller) and
-    /// deletes those sent before that it no longer has.
+    /// a version above any sent before, also by an earlier controller), its
+    /// members healthy as their probes last said (a member a probe has not
+    /// yet reported on takes no new connections), and deletes those sent
+    /// before that it no longer has.
     async fn push_groups(&mut self) -> Result<(), String> {
         let groups = self.router.compiled().groups.clone();
-        let wanted: std::collections::BTreeSet<u32> = groups.iter().map(|g| g.group).collect();
-        for mut spec in groups {
+        let wanted: std::collections::BTreeSet<u32> = groups.iter().map(|g| g.spec.group).collect();
+        for group in groups {
+            let mut spec = group.spec;
+            if let Some(probe) = group.probe {
+                for backend in &mut spec.backends {
+                    backend.healthy = self.probe_health.get(&(probe, backend.id))
+                        == Some(&pb::ProbeHealth::Healthy);
+                }
+            }
             let clock = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
@@ -183,6 +195,33 @@ impl Session {
             .await?;
         }
         self.groups_sent = wanted;
+        Ok(())
+    }
+
+    /// Sends the router's probes to the switch (replacing its own).
+    async fn push_probes(&mut self) -> Result<(), String> {
+        let probes = self
+            .router
+            .compiled()
+            .probes
+            .iter()
+            .map(sdn_vswitch::agent::probe_to_pb)
+            .collect();
+        self.send(ToSwitch::ProbeMod(pb::ProbeMod { probes })).await
+    }
+
+    /// Health changes from the switch's probes: the groups follow them.
+    async fn on_probe_status(&mut self, status: pb::ProbeStatus) -> Result<(), String> {
+        let mut changed = false;
+        for r in status.results {
+            let health = pb::ProbeHealth::try_from(r.health).unwrap_or(pb::ProbeHealth::Unknown);
+            let before = self.probe_health.insert((r.probe, r.backend), health);
+            changed |= before != Some(health);
+            info!(switch = %self.name, probe = r.probe, backend = %Ipv4Addr::from(r.backend), health = ?health, "probe result");
+        }
+        if changed {
+            self.push_groups().await?;
+        }
         Ok(())
     }
 
@@ -232,6 +271,7 @@ impl Session {
             FromSwitch::Hello(_) => Err("a second hello".into()),
             FromSwitch::EchoRequest(echo) => self.send(ToSwitch::EchoReply(echo)).await,
             FromSwitch::EchoReply(_) => Ok(()),
+            FromSwitch::ProbeStatus(status) => self.on_probe_status(status).await,
             FromSwitch::FlowStatsReply(reply)
                 if self.phase == Phase::AwaitFlowDump(message.xid) =>
             {
@@ -421,6 +461,7 @@ impl Session {
         let mods = self.reconciler.sync_ids(&ids);
         info!(switch = %self.name, generation, changes = mods.len(), "applying security rules and routes");
         self.push_groups().await?;
+        self.push_probes().await?;
         self.push(mods).await?;
         self.set_conntrack_limit(&topology).await?;
         let xid = self
@@ -493,6 +534,7 @@ impl Session {
         let mods = self.reconciler.sync_all();
         info!(switch = %self.name, installed = had, changes = mods.len(), adopted_macs = self.app.learned(), "re-syncing switch");
         self.push_groups().await?;
+        self.push_probes().await?;
         self.push(mods).await?;
         let Some(handle) = &self.handle else {
             return Err("no session".into());

@@ -6,7 +6,7 @@
 
 mod translate;
 
-pub use translate::{group_from_pb, group_to_pb};
+pub use translate::{group_from_pb, group_to_pb, probe_from_pb, probe_to_pb};
 
 use crate::datapath::{Command, ControllerState, DatapathHandle, Event, PortDescription};
 use sdn_proto::southbound::{

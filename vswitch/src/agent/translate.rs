@@ -9,12 +9,14 @@ use crate::flow::convert::{ConvertError, actions_from_pb, narrow};
 use crate::flow::{FlowMod, Match};
 use crate::pipeline::balance::{GroupBackend, GroupSpec};
 use crate::pipeline::{PacketInReason, RemovedReason};
+use crate::probe::{ProbeKind, ProbeReport, ProbeSpec};
 use crate::wire::{GsoType, VnetRepr, vnet_hdr};
 use sdn_lb::{Algorithm, NoHealthyBackends};
 use sdn_proto::southbound::{
     self as pb, controller_message::Body as In, switch_message::Body as Out,
 };
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 pub(super) fn error_message(xid: u64, kind: pb::ErrorType, message: String) -> pb::SwitchMessage {
     pb::SwitchMessage {
@@ -156,6 +158,10 @@ pub(super) fn handle_message(
             Ok(change) => Command::GroupMod { xid, change },
             Err(e) => return bad(e),
         },
+        In::ProbeMod(pm) => match pm.probes.iter().map(probe_from_pb).collect() {
+            Ok(probes) => Command::ProbeMod { probes },
+            Err(e) => return bad(e),
+        },
     };
     if datapath.send(command) {
         None
@@ -209,6 +215,92 @@ fn tuple_to_pb(t: &Tuple) -> pb::ConnTuple {
         dst: t.dst.octets().to_vec().into(),
         sport: u32::from(t.sport),
         dport: u32::from(t.dport),
+    }
+}
+
+/// A probe as the switch runs it.
+pub fn probe_from_pb(p: &pb::ProbeSpec) -> Result<ProbeSpec, ConvertError> {
+    let router_mac =
+        crate::wire::EthernetAddress::from_bytes(&p.router_mac).ok_or(ConvertError::BadLength {
+            field: "probe.router_mac",
+            len: p.router_mac.len(),
+        })?;
+    let targets = p
+        .targets
+        .iter()
+        .map(|t| match t.address.as_ref() {
+            [a, b, c, d] => Ok((t.backend, Ipv4Addr::new(*a, *b, *c, *d))),
+            other => Err(ConvertError::BadLength {
+                field: "probe.targets.address",
+                len: other.len(),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    let interval = std::time::Duration::from_millis(p.interval_ms);
+    let timeout = std::time::Duration::from_millis(p.timeout_ms);
+    if interval.is_zero() || timeout.is_zero() || timeout >= interval {
+        return Err(ConvertError::OutOfRange {
+            field: "probe.timeout_ms",
+            value: p.timeout_ms,
+        });
+    }
+    Ok(ProbeSpec {
+        probe: p.probe,
+        kind: if p.http_path.is_empty() {
+            ProbeKind::Tcp
+        } else {
+            ProbeKind::Http(p.http_path.clone())
+        },
+        port: narrow("probe.port", p.port)?,
+        config: sdn_lb::ProbeConfig {
+            interval,
+            timeout,
+            healthy_threshold: p.healthy_threshold.max(1),
+            unhealthy_threshold: p.unhealthy_threshold.max(1),
+        },
+        router_mac,
+        targets,
+    })
+}
+
+/// The message that carries probe `spec`.
+pub fn probe_to_pb(spec: &ProbeSpec) -> pb::ProbeSpec {
+    pb::ProbeSpec {
+        probe: spec.probe,
+        http_path: match &spec.kind {
+            ProbeKind::Tcp => String::new(),
+            ProbeKind::Http(path) => path.clone(),
+        },
+        port: u32::from(spec.port),
+        interval_ms: spec.config.interval.as_millis() as u64,
+        timeout_ms: spec.config.timeout.as_millis() as u64,
+        healthy_threshold: spec.config.healthy_threshold,
+        unhealthy_threshold: spec.config.unhealthy_threshold,
+        router_mac: spec.router_mac.as_bytes().to_vec().into(),
+        targets: spec
+            .targets
+            .iter()
+            .map(|(backend, addr)| pb::ProbeTarget {
+                backend: *backend,
+                address: addr.octets().to_vec().into(),
+            })
+            .collect(),
+    }
+}
+
+fn probe_result_to_pb(r: &ProbeReport, now: Instant) -> pb::ProbeResult {
+    pb::ProbeResult {
+        probe: r.probe,
+        backend: r.backend,
+        health: match r.health {
+            sdn_lb::Health::Unknown => pb::ProbeHealth::Unknown,
+            sdn_lb::Health::Healthy => pb::ProbeHealth::Healthy,
+            sdn_lb::Health::Unhealthy => pb::ProbeHealth::Unhealthy,
+        } as i32,
+        last_ok: r.last.map(|(o, _)| o == sdn_lb::ProbeOutcome::Success),
+        last_age_ms: r.last.map_or(0, |(_, at)| {
+            now.saturating_duration_since(at).as_millis() as u64
+        }),
     }
 }
 
@@ -372,6 +464,12 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
         *xid
     };
     match event {
+        Event::ProbeChange(report) => pb::SwitchMessage {
+            xid: unsolicited(),
+            body: Some(Out::ProbeStatus(pb::ProbeStatus {
+                results: vec![probe_result_to_pb(&report, Instant::now())],
+            })),
+        },
         Event::PacketIn {
             in_port,
             request,

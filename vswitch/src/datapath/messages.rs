@@ -150,6 +150,11 @@ pub enum Command {
         /// The group to install, or `Err(group)` to delete that group.
         change: Result<crate::pipeline::balance::GroupSpec, u32>,
     },
+    /// Replace the health probes.
+    ProbeMod {
+        /// Every probe the switch runs from now on.
+        probes: Vec<crate::probe::ProbeSpec>,
+    },
     /// The controller connection changed.
     Controller(ControllerState),
     /// Stop the thread.
@@ -159,6 +164,8 @@ pub enum Command {
 /// Reports from the datapath thread.
 #[derive(Debug)]
 pub enum Event {
+    /// A backend's health changed under a probe.
+    ProbeChange(crate::probe::ProbeReport),
     /// A frame for the controller.
     PacketIn {
         /// Input port.

@@ -20,6 +20,7 @@ use crate::pipeline::{
     Decision, FrameMeta, OwnedFrame, PacketInRequest, Pipeline, TunnelMeta, TunnelTarget,
 };
 use crate::port::{Port, RxBatch, TxFrame};
+use crate::probe::{PROBE_PORT, ProbeEngine};
 use crate::wire::{VnetHeader, VnetRepr, vnet_hdr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -120,6 +121,9 @@ pub struct Datapath {
     stats: DatapathCounters,
     events: UnboundedSender<Event>,
     pending: Arc<AtomicUsize>,
+    probes: ProbeEngine,
+    /// Probe segments waiting to enter the pipeline.
+    probe_frames: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -159,6 +163,8 @@ impl Datapath {
             stats: DatapathCounters::default(),
             events,
             pending: Arc::new(AtomicUsize::new(0)),
+            probes: ProbeEngine::default(),
+            probe_frames: Vec::new(),
         }
     }
 
@@ -213,7 +219,11 @@ impl Datapath {
             .collect();
         info!(ports = self.ports.len(), "datapath running");
         loop {
-            let timeout_ms = match self.pipeline.poll_timeout() {
+            let deadline = match (self.pipeline.poll_timeout(), self.probes.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout_ms = match deadline {
                 Some(deadline) => {
                     let wait = deadline.saturating_duration_since(Instant::now());
                     // Round up so we do not spin just before a deadline.
@@ -281,6 +291,8 @@ impl Datapath {
             for removed in self.pipeline.handle_timeout(now) {
                 let _ = self.events.send(Event::FlowRemoved(removed));
             }
+            self.probes.handle_timeout(now, &mut self.probe_frames);
+            self.run_probes(now);
             self.flush_captures();
         }
     }
@@ -329,6 +341,11 @@ impl Datapath {
                 fragments_of(self.rx[i].frame(k), &vnet, mtu, &mut self.stats)
             });
             for out in &self.decision.outputs {
+                if out.port == PROBE_PORT {
+                    let frame = self.rx[i].frame(k);
+                    self.probes.handle_frame(frame, now, &mut self.probe_frames);
+                    continue;
+                }
                 if let Some(Some(j)) = self.index_of.get(out.port as usize) {
                     match &fragments {
                         // Too big for the next hop and free to fragment.
@@ -355,6 +372,42 @@ impl Datapath {
         }
         self.flush(Some(i));
         self.ports[i].release(&mut self.rx[i]);
+        self.run_probes(now);
+    }
+
+    /// Sends the probe segments waiting into the pipeline (on the probe
+    /// pseudo-port), and the health changes to the controller.
+    fn run_probes(&mut self, now: Instant) {
+        while let Some(change) = self.probes.poll_change() {
+            let _ = self.events.send(Event::ProbeChange(change));
+        }
+        if self.probe_frames.is_empty() {
+            return;
+        }
+        for data in std::mem::take(&mut self.probe_frames) {
+            let mut frame = OwnedFrame::new(&data);
+            self.pipeline.process(
+                &mut frame,
+                FrameMeta::plain(PROBE_PORT),
+                now,
+                &mut self.decision,
+            );
+            let data = frame.into_vec();
+            let outputs = std::mem::take(&mut self.decision.outputs);
+            for out in &outputs {
+                if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                    self.tx_owned[*j].push((VnetRepr::default(), data.clone(), out.tunnel));
+                }
+            }
+            self.decision.outputs = outputs;
+            for (out, bytes) in self.decision.snapshots.drain(..) {
+                if let Some(Some(j)) = self.index_of.get(out.port as usize) {
+                    self.tx_owned[*j].push((VnetRepr::default(), bytes, out.tunnel));
+                }
+            }
+            self.queue_generated();
+        }
+        self.flush(None);
     }
 
     /// Queues the frames the pipeline made (ICMP errors): they carry no
@@ -567,6 +620,10 @@ impl Datapath {
                     ports,
                     datapath,
                 });
+            }
+            Command::ProbeMod { probes } => {
+                info!(probes = probes.len(), "health probes replaced");
+                self.probes.set(probes, now);
             }
             Command::GroupMod { xid, change } => {
                 let groups = self.pipeline.groups_mut();

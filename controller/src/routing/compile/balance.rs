@@ -13,8 +13,11 @@ use crate::topology::load_balancer::{
     Algorithm as TopologyAlgorithm, FrontendKind, LoadBalancer, NoHealthyBackends as NoHealthy,
     TransportProtocol,
 };
-use sdn_lb::{Algorithm, NoHealthyBackends};
+use crate::topology::load_balancer::{PROBE_SOURCE, ProbeProtocol};
+use sdn_lb::{Algorithm, NoHealthyBackends, ProbeConfig};
 use sdn_vswitch::pipeline::balance::{GroupBackend, GroupSpec};
+use sdn_vswitch::probe::{PROBE_PORT, ProbeKind, ProbeSpec};
+use sdn_vswitch::wire::EthernetAddress;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -257,10 +260,30 @@ pub(super) fn egress_flows(
     }
 }
 
+/// The probe number of probe `probe` of load balancer `lb` (indexes in the
+/// file's order): from 1, counted over the lab.
+pub(crate) fn probe_number(topology: &Topology, lb: usize, probe: usize) -> u32 {
+    let before: usize = topology.load_balancers[..lb]
+        .iter()
+        .map(|l| l.probes.len())
+        .sum();
+    (before + probe + 1) as u32
+}
+
+/// A load-balancing group and the probe whose results decide its members'
+/// health (`None`: every member counts as up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbedGroup {
+    /// The group, every member healthy.
+    pub spec: GroupSpec,
+    /// The probe of the rule.
+    pub probe: Option<u32>,
+}
+
 /// The load-balancing groups switch `name` holds: one per rule of each
-/// public load balancer it balances for. Every member is healthy (the data
-/// path does not probe yet) and not draining.
-pub fn groups(topology: &Topology, name: &str) -> Vec<GroupSpec> {
+/// public load balancer it balances for, every member healthy and not
+/// draining (the probes' results change that).
+pub fn groups(topology: &Topology, name: &str) -> Vec<ProbedGroup> {
     let mut out = Vec::new();
     for (index, lb) in topology.load_balancers.iter().enumerate() {
         if home_switch(topology, lb) != Some(name) {
@@ -270,7 +293,11 @@ pub fn groups(topology: &Topology, name: &str) -> Vec<GroupSpec> {
             let Some(pool) = lb.pool(&rule.pool) else {
                 continue;
             };
-            out.push(GroupSpec {
+            let probe = rule.probe.as_ref().and_then(|p| {
+                let at = lb.probes.iter().position(|x| &x.name == p)?;
+                Some(probe_number(topology, index, at))
+            });
+            let spec = GroupSpec {
                 group: group_of(topology, index, r),
                 version: 0,
                 algorithm: algorithm(rule.algorithm),
@@ -291,8 +318,113 @@ pub fn groups(topology: &Topology, name: &str) -> Vec<GroupSpec> {
                         draining: false,
                     })
                     .collect(),
+            };
+            out.push(ProbedGroup { spec, probe });
+        }
+    }
+    out
+}
+
+/// The probes switch `name` runs: each probe of a load balancer it balances
+/// for that a rule uses, over the members of those rules' pools.
+pub fn probes(topology: &Topology, name: &str, router_mac: EthernetAddress) -> Vec<ProbeSpec> {
+    let mut out = Vec::new();
+    for (index, lb) in topology.load_balancers.iter().enumerate() {
+        if home_switch(topology, lb) != Some(name) {
+            continue;
+        }
+        for (p, probe) in lb.probes.iter().enumerate() {
+            let mut targets: Vec<(u32, Ipv4Addr)> = lb
+                .rules
+                .iter()
+                .filter(|r| r.probe.as_deref() == Some(probe.name.as_str()))
+                .filter_map(|r| lb.pool(&r.pool))
+                .flat_map(|pool| {
+                    pool.members
+                        .iter()
+                        .map(|m| (u32::from(m.address), m.address))
+                })
+                .collect();
+            targets.sort_unstable();
+            targets.dedup();
+            if targets.is_empty() {
+                continue;
+            }
+            out.push(ProbeSpec {
+                probe: probe_number(topology, index, p),
+                kind: match &probe.protocol {
+                    ProbeProtocol::Tcp => ProbeKind::Tcp,
+                    ProbeProtocol::Http { path } => ProbeKind::Http(path.clone()),
+                },
+                port: probe.port,
+                config: ProbeConfig {
+                    interval: probe.interval,
+                    timeout: probe.timeout,
+                    healthy_threshold: probe.healthy_threshold,
+                    unhealthy_threshold: probe.unhealthy_threshold,
+                },
+                router_mac,
+                targets,
             });
         }
     }
     out
 }
+
+/// Probe segments enter on the probe pseudo-port and are routed in their
+/// target's subnet; the targets' answers to the probe address go back out
+/// of that port.
+pub(super) fn probe_flows(b: &mut Builder<'_>) {
+    let specs = probes(b.topology, &b.switch.name, b.router_mac());
+    let mut subnets: BTreeSet<usize> = BTreeSet::new();
+    for spec in &specs {
+        for &(_, address) in &spec.targets {
+            let Some(h) = b.hosts().find(|h| h.address == address) else {
+                continue;
+            };
+            if let Some(s) = b.indexes.subnet(&h.iface.network, &h.iface.subnet) {
+                subnets.insert(s);
+            }
+        }
+    }
+    for s in subnets {
+        let Some((network, subnet)) = b.indexes.subnet_at(s) else {
+            continue;
+        };
+        let Some(ipnet::IpNet::V4(cidr)) = b.topology.subnet(network, subnet).map(|x| x.cidr)
+        else {
+            continue;
+        };
+        b.flow(
+            CLASSIFY,
+            300,
+            ipv4(Match {
+                in_port: Some(PROBE_PORT),
+                ip_dst: Some(IpPrefix {
+                    addr: IpAddr::V4(cidr.network()),
+                    len: cidr.prefix_len(),
+                }),
+                ..Match::default()
+            }),
+            vec![
+                Action::WriteMetadata(metadata(KIND_SUBNET, s)),
+                Action::GotoTable(ROUTE),
+            ],
+            COOKIE_BALANCE,
+        );
+        b.flow(
+            ROUTE,
+            PRIORITY_PROBE_ANSWER,
+            ipv4(Match {
+                metadata: Some(MetadataMatch::exact(metadata(KIND_SUBNET, s))),
+                ip_dst: host_prefix(PROBE_SOURCE),
+                ..Match::default()
+            }),
+            vec![Action::Output(PROBE_PORT)],
+            COOKIE_BALANCE,
+        );
+    }
+}
+
+/// Above every route, below the gateway's own responders.
+const PRIORITY_PROBE_ANSWER: u16 = 900;

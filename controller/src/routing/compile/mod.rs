@@ -88,7 +88,9 @@ pub struct CompiledRouting {
     /// Route `i` is what cookie `COOKIE_ROUTE | i` stands for.
     pub routes: Vec<RouteRef>,
     /// The load-balancing groups the flows' `nat(lb=G)` name.
-    pub groups: Vec<sdn_vswitch::pipeline::balance::GroupSpec>,
+    pub groups: Vec<balance::ProbedGroup>,
+    /// The health probes the switch runs for them.
+    pub probes: Vec<sdn_vswitch::probe::ProbeSpec>,
 }
 
 impl CompiledRouting {
@@ -196,6 +198,8 @@ pub fn compile(topology: &Topology, name: &str) -> CompiledRouting {
     for &s in &inet_subnets {
         internet_egress(&mut b, s);
     }
+    balance::probe_flows(&mut b);
     b.out.groups = balance::groups(topology, name);
+    b.out.probes = balance::probes(topology, name, b.router_mac());
     b.out
 }
