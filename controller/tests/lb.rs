@@ -156,8 +156,74 @@ fn topology(name: &str) -> String {
     // Probes every second, so that a backend's fall and rise take seconds.
     let probe = "interval: 5s, timeout: 2s";
     assert!(text.contains(probe), "lb.yaml's http probe");
-    text.replacen(anchor, &format!("{anchor}{extra}"), 1)
-        .replacen(probe, "interval: 1s, timeout: 500ms", 1)
+    let udp = "      - { name: echo-public, frontend: public, protocol: udp, frontend_port: 7, backend_port: 7, pool: web, algorithm: round_robin }\n";
+    let with_rules = text
+        .replacen(anchor, &format!("{anchor}{extra}{udp}"), 1)
+        .replacen(probe, "interval: 1s, timeout: 500ms", 1);
+    format!("{with_rules}{WEB_NSG}")
+}
+
+/// The web subnet takes from the internet only the test's ports; the
+/// default AllowAzureLoadBalancerInBound lets the probes in, and
+/// DenyAllInBound everything else.
+const WEB_NSG: &str = "
+security:
+  nsgs:
+    - name: web-nsg
+      subnets: [hub/web]
+      rules:
+        - { name: web-from-internet, priority: 200, direction: inbound, access: allow,
+            protocol: tcp, source: Internet, destination_ports: 80-84 }
+        - { name: ssh-from-internet, priority: 210, direction: inbound, access: allow,
+            protocol: tcp, source: Internet, destination_ports: 22 }
+        - { name: echo-from-internet, priority: 220, direction: inbound, access: allow,
+            protocol: udp, source: Internet, destination_ports: 7 }
+";
+
+/// The rule that, added to web-nsg, shuts the probes out of web1.
+const NO_PROBES_FOR_WEB1: &str =
+    "        - { name: no-probes, priority: 100, direction: inbound, access: deny,
+            protocol: any, source: AzureLoadBalancer, destination: 10.30.1.11 }
+";
+
+/// A UDP echo server on port 7 that prefixes its host's name.
+fn udp_echo(lab: &Lab, host: &str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket: std::net::UdpSocket = in_ns(&lab.ns(host), || {
+        let s = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 7))).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        s
+    });
+    let (flag, name) = (stop.clone(), host.to_string());
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+                let answer = [name.as_bytes(), b":", &buffer[..n]].concat();
+                let _ = socket.send_to(&answer, peer);
+            }
+        }
+    });
+    stop
+}
+
+/// Sends `count` datagrams from the client to the frontend's UDP 7, each
+/// from its own socket (so its own flow), and collects the answers.
+fn udp_spread(lab: &Lab, count: usize) -> Vec<(String, IpAddr)> {
+    in_ns(&lab.ns("client"), move || {
+        (0..count)
+            .filter_map(|i| {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                s.send_to(format!("hello {i}").as_bytes(), at(FRONTEND, 7))
+                    .ok()?;
+                let mut buffer = [0u8; 512];
+                let (n, from) = s.recv_from(&mut buffer).ok()?;
+                Some((String::from_utf8_lossy(&buffer[..n]).to_string(), from.ip()))
+            })
+            .collect()
+    })
 }
 
 fn count(names: &BTreeMap<String, usize>, name: &str) -> usize {
@@ -277,6 +343,29 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
     let (other, _) = spread(&lab, 8080, 1);
     assert_eq!(count(&other, "(refused)"), 1, "{other:?}");
 
+    // UDP: a datagram per flow, round robin over the three, answered from
+    // the frontend.
+    let echo_stops: Vec<_> = ["web1", "web2", "web3"]
+        .iter()
+        .map(|h| udp_echo(&lab, h))
+        .collect();
+    let answers = udp_spread(&lab, 9);
+    assert_eq!(answers.len(), 9, "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, from)| *from == frontend),
+        "{answers:?}"
+    );
+    for host in ["web1", "web2", "web3"] {
+        let n = answers
+            .iter()
+            .filter(|(a, _)| a.starts_with(&format!("{host}:hello")))
+            .count();
+        assert_eq!(n, 3, "{host}: {answers:?}");
+    }
+    for stop in &echo_stops {
+        stop.store(true, Ordering::Relaxed);
+    }
+
     // web3's server stops: its probe fails, and within interval x fall
     // (1 s x 2) no new connection reaches it, while a long-lived
     // connection to another backend keeps flowing.
@@ -319,4 +408,29 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
     wait_for("web3 back in rotation", Duration::from_secs(10), || {
         count(&spread(&lab, 80, 30).0, "web3") > 0
     });
+
+    // Probes meet the backends' NSG like any traffic: a rule that denies
+    // AzureLoadBalancer on web1, applied live, takes web1 out of rotation.
+    let file = std::fs::read_to_string(&lab.file).expect("topology");
+    let anchor = "      rules:\n        - { name: web-from-internet";
+    assert!(file.contains(anchor));
+    let denied = file.replacen(
+        anchor,
+        &format!("      rules:\n{NO_PROBES_FOR_WEB1}        - {{ name: web-from-internet"),
+        1,
+    );
+    std::fs::write(&lab.file, denied).expect("write topology");
+    let out = lab.sdn(&["apply", lab.file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "sdn apply: {}", text(&out.stderr));
+    std::thread::sleep(Duration::from_millis(3500));
+    let (shut, _) = spread(&lab, 80, 60);
+    assert_eq!(
+        count(&shut, "web1"),
+        0,
+        "web1's probes are denied: {shut:?}"
+    );
+    assert!(
+        count(&shut, "web2") > 0 && count(&shut, "web3") > 0,
+        "{shut:?}"
+    );
 }
