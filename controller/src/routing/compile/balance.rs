@@ -7,7 +7,7 @@
 //! internet are translated through the tracked connection (so they leave
 //! from the frontend), and nothing untranslated from a backend leaves.
 
-use super::builder::{Builder, Host, host_prefix, ipv4, state};
+use super::builder::{Builder, Host, host_prefix, ipv4, net_prefix, state};
 use super::*;
 use crate::topology::load_balancer::{
     Algorithm as TopologyAlgorithm, FrontendKind, LoadBalancer, NoHealthyBackends as NoHealthy,
@@ -107,24 +107,8 @@ pub(super) fn edge_flows(
                 continue;
             }
             let group = group_of(b.topology, index, r);
-            b.flow(
-                ROUTE,
-                210,
-                ipv4(Match {
-                    metadata: edge_ctx,
-                    ip_dst: host_prefix(frontend.address),
-                    ip_proto: Some(protocol_number(rule.protocol)),
-                    tp_dst: Some(rule.frontend_port),
-                    ..Match::default()
-                }),
-                vec![Action::Ct {
-                    zone,
-                    commit: true,
-                    table: EDGE_CT,
-                    nat: Some(Nat::Balance { group }),
-                }],
-                COOKIE_BALANCE,
-            );
+            let listener = (frontend.address, rule.protocol, rule.frontend_port);
+            frontend_flow(b, edge_ctx, zone, listener, Nat::Balance { group });
             if let Some(pool) = lb.pool(&rule.pool) {
                 backends.extend(pool.members.iter().map(|m| m.address));
             }
@@ -136,27 +120,12 @@ pub(super) fn edge_flows(
             if frontend.kind != FrontendKind::Public {
                 continue;
             }
-            b.flow(
-                ROUTE,
-                210,
-                ipv4(Match {
-                    metadata: edge_ctx,
-                    ip_dst: host_prefix(frontend.address),
-                    ip_proto: Some(protocol_number(nat_rule.protocol)),
-                    tp_dst: Some(nat_rule.frontend_port),
-                    ..Match::default()
-                }),
-                vec![Action::Ct {
-                    zone,
-                    commit: true,
-                    table: EDGE_CT,
-                    nat: Some(Nat::Dst {
-                        addr: nat_rule.target_address,
-                        port: Some(nat_rule.backend_port),
-                    }),
-                }],
-                COOKIE_BALANCE,
-            );
+            let listener = (frontend.address, nat_rule.protocol, nat_rule.frontend_port);
+            let dnat = Nat::Dst {
+                addr: nat_rule.target_address,
+                port: Some(nat_rule.backend_port),
+            };
+            frontend_flow(b, edge_ctx, zone, listener, dnat);
             backends.insert(nat_rule.target_address);
         }
     }
@@ -172,6 +141,35 @@ pub(super) fn edge_flows(
         });
         b.deliver_flows(EDGE_CT, 250, &key, &h, None, &[]);
     }
+}
+
+/// From the internet to a frontend's address, protocol and port: through
+/// conntrack with `nat`, then on to delivery.
+fn frontend_flow(
+    b: &mut Builder<'_>,
+    edge_ctx: Option<MetadataMatch>,
+    zone: u16,
+    (address, protocol, port): (Ipv4Addr, TransportProtocol, u16),
+    nat: Nat,
+) {
+    b.flow(
+        ROUTE,
+        210,
+        ipv4(Match {
+            metadata: edge_ctx,
+            ip_dst: host_prefix(address),
+            ip_proto: Some(protocol_number(protocol)),
+            tp_dst: Some(port),
+            ..Match::default()
+        }),
+        vec![Action::Ct {
+            zone,
+            commit: true,
+            table: EDGE_CT,
+            nat: Some(nat),
+        }],
+        COOKIE_BALANCE,
+    );
 }
 
 /// On the way to the internet from subnet context `ctx` (table `NEIGHBOR`):
@@ -400,10 +398,7 @@ pub(super) fn probe_flows(b: &mut Builder<'_>) {
             300,
             ipv4(Match {
                 in_port: Some(PROBE_PORT),
-                ip_dst: Some(IpPrefix {
-                    addr: IpAddr::V4(cidr.network()),
-                    len: cidr.prefix_len(),
-                }),
+                ip_dst: net_prefix(cidr),
                 ..Match::default()
             }),
             vec![

@@ -36,6 +36,13 @@ pub(super) fn host_prefix(address: Ipv4Addr) -> Option<IpPrefix> {
     Some(IpPrefix::host(IpAddr::V4(address)))
 }
 
+pub(super) fn net_prefix(cidr: ipnet::Ipv4Net) -> Option<IpPrefix> {
+    Some(IpPrefix {
+        addr: IpAddr::V4(cidr.network()),
+        len: cidr.prefix_len(),
+    })
+}
+
 pub(super) fn state(set: u8) -> Option<CtStateMatch> {
     Some(CtStateMatch::new(TRK | set, 0))
 }

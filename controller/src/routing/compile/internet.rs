@@ -2,7 +2,7 @@
 //! NAT gateways, relays to the switch that translates), its uplink's ARP
 //! answers, and what comes in from the internet or from other switches.
 
-use super::builder::{Builder, Host, MAX_RELAY_VID, exact, host_prefix, ipv4, state};
+use super::builder::{Builder, Host, MAX_RELAY_VID, exact, host_prefix, ipv4, net_prefix, state};
 use super::*;
 
 /// The way out of subnet `s` to the internet: its host's public IP, its NAT
@@ -414,10 +414,7 @@ pub(super) fn edge(
                     100,
                     ipv4(Match {
                         metadata: transit,
-                        ip_src: Some(IpPrefix {
-                            addr: IpAddr::V4(cidr.network()),
-                            len: cidr.prefix_len(),
-                        }),
+                        ip_src: net_prefix(cidr),
                         ..Match::default()
                     }),
                     vec![

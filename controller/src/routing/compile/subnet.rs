@@ -2,7 +2,7 @@
 //! and ping answers, the subnets' routes, and the delivery of routed packets
 //! to the hosts of a network.
 
-use super::builder::{Builder, Host, exact, host_prefix, ipv4};
+use super::builder::{Builder, Host, exact, host_prefix, ipv4, net_prefix};
 use super::*;
 
 /// The responders and routes of subnet `s`, whose hosts this switch holds.
@@ -73,10 +73,7 @@ pub(super) fn source_subnet(
             continue;
         }
         let matcher = Match {
-            ip_dst: Some(IpPrefix {
-                addr: IpAddr::V4(route.prefix.network()),
-                len: route.prefix.prefix_len(),
-            }),
+            ip_dst: net_prefix(route.prefix),
             ..to_router.clone()
         };
         let dec = Action::DecTtl { icmp_src: gateway };
@@ -189,10 +186,7 @@ pub(super) fn neighbors(b: &mut Builder<'_>, network: &str) {
             100,
             ipv4(Match {
                 metadata: ctx,
-                ip_dst: Some(IpPrefix {
-                    addr: IpAddr::V4(cidr.network()),
-                    len: cidr.prefix_len(),
-                }),
+                ip_dst: net_prefix(cidr),
                 ..Match::default()
             }),
             vec![Action::IcmpUnreachable {
