@@ -226,6 +226,33 @@ fn udp_spread(lab: &Lab, count: usize) -> Vec<(String, IpAddr)> {
     })
 }
 
+/// `sdn lb status --json`: rule `rule` of load balancer `lb`'s backends.
+fn lb_backends(lab: &Lab, lb: &str, rule: &str) -> Vec<serde_json::Value> {
+    let out = lab.sdn(&["lb", "status", "--lab", &lab.name, "--json"]);
+    assert!(out.status.success(), "sdn lb status: {}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let lbs = status["load_balancers"]
+        .as_array()
+        .expect("load balancers")
+        .clone();
+    let found = lbs
+        .iter()
+        .find(|l| l["name"] == lb)
+        .expect("the load balancer");
+    let rules = found["rules"].as_array().expect("rules").clone();
+    let r = rules.iter().find(|r| r["name"] == rule).expect("the rule");
+    r["backends"].as_array().expect("backends").clone()
+}
+
+fn health_of(backends: &[serde_json::Value], interface: &str) -> String {
+    backends
+        .iter()
+        .find(|b| b["interface"] == interface)
+        .and_then(|b| b["health"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 fn count(names: &BTreeMap<String, usize>, name: &str) -> usize {
     names.get(name).copied().unwrap_or(0)
 }
@@ -253,6 +280,10 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
         },
     );
 
+    let before: u64 = lb_backends(&lab, "web-lb", "http")
+        .iter()
+        .map(|b| b["total_connections"].as_u64().unwrap_or(0))
+        .sum();
     // The client sees only the frontend.
     let sniffer = Sniffer::start(&lab.ns("client"), "eth0");
     // Five-tuple hashing (the file's rule), web2 with weight 2.
@@ -270,6 +301,17 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
         "{names:?}"
     );
     assert!((110..=190).contains(&web2), "web2 weighs twice: {names:?}");
+    // sdn lb status counts them per backend, and shows the probe's verdict.
+    let backends = lb_backends(&lab, "web-lb", "http");
+    let total: u64 = backends
+        .iter()
+        .map(|b| b["total_connections"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total - before, 300, "{backends:?}");
+    for b in &backends {
+        assert_eq!(b["health"], "healthy", "{b}");
+        assert_eq!(b["last_probe"], "ok", "{b}");
+    }
     let frontend: IpAddr = FRONTEND.parse().unwrap();
     assert!(
         peers.iter().all(|p| *p == frontend),
@@ -403,6 +445,10 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
         "{after:?}"
     );
     assert!(echoes(&mut long), "the live connection keeps flowing");
+    assert_eq!(
+        health_of(&lb_backends(&lab, "web-lb", "http"), "web3:eth0"),
+        "unhealthy"
+    );
     // Restarted, it is back within interval x rise.
     servers.extend([80, 81, 82, 83, 84].map(|port| NameServer::start(&lab, "web3", port, "web3")));
     wait_for("web3 back in rotation", Duration::from_secs(10), || {

@@ -5,6 +5,7 @@ mod capture;
 mod demo;
 mod flows;
 mod labs;
+mod lb;
 mod routing;
 mod security;
 mod status;
@@ -116,6 +117,13 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Load balancers: `sdn lb status` shows each one's frontends and rules,
+    /// and every backend's health, last probe and connections.
+    Lb {
+        /// What to show.
+        #[command(subcommand)]
+        action: LbCommand,
     },
     /// Print a switch's port and datapath counters.
     DumpPorts {
@@ -262,6 +270,9 @@ async fn run(cli: Cli) -> Result<()> {
             lab,
             json,
         } => routing::routes(&switch, subnet.as_deref(), lab.as_deref(), json).await,
+        Command::Lb {
+            action: LbCommand::Status { lab, json },
+        } => lb::status(lab.as_deref(), json).await,
         Command::DumpPorts { switch, lab, json } => {
             flows::dump_ports(&switch, lab.as_deref(), json).await
         }
@@ -351,4 +362,20 @@ fn resolve_lab(name: Option<&str>) -> Result<crate::lab::record::LabRecord> {
             )
         }
     }
+}
+
+/// `sdn lb` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum LbCommand {
+    /// Each load balancer's frontends and rules, and per backend its
+    /// health, last probe result and when, and its live and total
+    /// connections.
+    Status {
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }

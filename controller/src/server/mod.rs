@@ -2,6 +2,7 @@
 //! and the management service the `sdn` CLI uses, on one Unix socket or TCP
 //! address.
 
+mod lb_api;
 mod routing_api;
 pub mod security_api;
 pub mod session;
@@ -223,6 +224,15 @@ impl Management for ManagementService {
         let request = request.into_inner();
         let handle = self.session(&request.switch)?;
         routing_api::routes(&self.state, handle, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn lb_status(
+        &self,
+        _request: Request<mgmt::LbStatusRequest>,
+    ) -> Result<Response<mgmt::LbStatusReply>, Status> {
+        lb_api::lb_status(&self.state, |switch| self.session(switch).ok())
             .await
             .map(Response::new)
     }

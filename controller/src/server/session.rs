@@ -259,6 +259,7 @@ impl Session {
                 | FromSwitch::PortStatsReply(_)
                 | FromSwitch::BarrierReply(_)
                 | FromSwitch::ConntrackReply(_)
+                | FromSwitch::LbStatsReply(_)
                 | FromSwitch::Error(_)
         );
         if is_reply
@@ -360,6 +361,7 @@ impl Session {
             FromSwitch::FlowStatsReply(_)
             | FromSwitch::PortStatsReply(_)
             | FromSwitch::ConntrackReply(_)
+            | FromSwitch::LbStatsReply(_)
             | FromSwitch::BarrierReply(_) => Ok(()),
         }
     }

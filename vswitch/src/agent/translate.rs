@@ -158,6 +158,7 @@ pub(super) fn handle_message(
             Ok(change) => Command::GroupMod { xid, change },
             Err(e) => return bad(e),
         },
+        In::LbStatsRequest(_) => Command::LbStats { xid },
         In::ProbeMod(pm) => match pm.probes.iter().map(probe_from_pb).collect() {
             Ok(probes) => Command::ProbeMod { probes },
             Err(e) => return bad(e),
@@ -464,6 +465,28 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
         *xid
     };
     match event {
+        Event::LbStats {
+            xid,
+            backends,
+            probes,
+        } => {
+            let now = Instant::now();
+            pb::SwitchMessage {
+                xid,
+                body: Some(Out::LbStatsReply(pb::LbStatsReply {
+                    backends: backends
+                        .into_iter()
+                        .map(|(group, backend, live, total)| pb::BackendStats {
+                            group,
+                            backend,
+                            live,
+                            total,
+                        })
+                        .collect(),
+                    probes: probes.iter().map(|r| probe_result_to_pb(r, now)).collect(),
+                })),
+            }
+        }
         Event::ProbeChange(report) => pb::SwitchMessage {
             xid: unsolicited(),
             body: Some(Out::ProbeStatus(pb::ProbeStatus {

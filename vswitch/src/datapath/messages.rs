@@ -150,6 +150,11 @@ pub enum Command {
         /// The group to install, or `Err(group)` to delete that group.
         change: Result<crate::pipeline::balance::GroupSpec, u32>,
     },
+    /// Report the load-balancing groups' counters and the probes' state.
+    LbStats {
+        /// Transaction id.
+        xid: u64,
+    },
     /// Replace the health probes.
     ProbeMod {
         /// Every probe the switch runs from now on.
@@ -166,6 +171,15 @@ pub enum Command {
 pub enum Event {
     /// A backend's health changed under a probe.
     ProbeChange(crate::probe::ProbeReport),
+    /// Answer to `Command::LbStats`.
+    LbStats {
+        /// Transaction id.
+        xid: u64,
+        /// (group, backend, live, total connections).
+        backends: Vec<(u32, u32, u64, u64)>,
+        /// Every backend's state under every probe.
+        probes: Vec<crate::probe::ProbeReport>,
+    },
     /// A frame for the controller.
     PacketIn {
         /// Input port.

@@ -621,6 +621,31 @@ impl Datapath {
                     datapath,
                 });
             }
+            Command::LbStats { xid } => {
+                let groups = self.pipeline.groups();
+                let live = self.pipeline.conntrack().live_balanced();
+                let backends = groups
+                    .ids()
+                    .into_iter()
+                    .flat_map(|group| {
+                        let ids: Vec<u32> = groups
+                            .spec(group)
+                            .map(|s| s.backends.iter().map(|b| b.id).collect())
+                            .unwrap_or_default();
+                        ids.into_iter().map(move |backend| (group, backend))
+                    })
+                    .map(|(group, backend)| {
+                        let total = groups.stats(group, backend).map_or(0, |s| s.connections);
+                        (group, backend, u64::from(live.get(group, backend)), total)
+                    })
+                    .collect();
+                let probes = self.probes.reports();
+                let _ = self.events.send(Event::LbStats {
+                    xid,
+                    backends,
+                    probes,
+                });
+            }
             Command::ProbeMod { probes } => {
                 info!(probes = probes.len(), "health probes replaced");
                 self.probes.set(probes, now);
