@@ -87,6 +87,9 @@ pub struct ProbeEngine {
     attempts: FxHashMap<u16, Attempt>,
     next_port: u16,
     changes: VecDeque<ProbeReport>,
+    /// The earliest timer of any probe, kept so that the datapath's loop
+    /// asks in constant time.
+    deadline: Option<Instant>,
     /// Answers to the probe address that matched no attempt.
     pub stray: u64,
 }
@@ -112,6 +115,15 @@ impl ProbeEngine {
             };
             self.sets.push(ProbeSet { spec, prober });
         }
+        self.update_deadline();
+    }
+
+    fn update_deadline(&mut self) {
+        self.deadline = self
+            .sets
+            .iter()
+            .filter_map(|s| s.prober.poll_timeout())
+            .min();
     }
 
     /// When [`ProbeEngine::handle_timeout`] next has work.
@@ -125,6 +137,9 @@ impl ProbeEngine {
     /// Starts the probes due and times out the late ones; the frames to send
     /// into the pipeline (on [`PROBE_PORT`]) are appended to `out`.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if self.deadline.is_none_or(|at| at > now) {
+            return;
+        }
         self.attempts.retain(|_, a| a.until > now);
         for set in 0..self.sets.len() {
             self.sets[set].prober.handle_timeout(now);
@@ -152,6 +167,7 @@ impl ProbeEngine {
             }
             self.collect(set);
         }
+        self.update_deadline();
     }
 
     fn allocate_port(&mut self) -> u16 {
@@ -203,6 +219,7 @@ impl ProbeEngine {
             self.attempts.remove(&repr.dst_port);
             self.sets[set].prober.on_result(start, outcome, now);
             self.collect(set);
+            self.update_deadline();
         }
     }
 
