@@ -480,3 +480,228 @@ fn the_public_frontend_spreads_connections_over_the_backends() {
         "{shut:?}"
     );
 }
+
+const INTERNAL: &str = "10.30.2.100";
+
+/// lb.yaml whose app-lb probe checks a port of its own (8081) every second,
+/// so that a test can fail the probe while the service (8080) still
+/// answers, and whose UDP flows are forgotten after 2 s idle.
+fn internal_topology(name: &str) -> String {
+    let text = repository_topology("lb.yaml", name);
+    let probe = "{ name: tcp-8080, protocol: tcp, port: 8080 }";
+    let echo = "frontend_port: 7, pool: app }";
+    assert!(
+        text.contains(probe) && text.contains(echo),
+        "lb.yaml's app-lb"
+    );
+    text.replacen(
+        probe,
+        "{ name: tcp-8080, protocol: tcp, port: 8081, interval: 1s, timeout: 500ms }",
+        1,
+    )
+    .replacen(echo, "frontend_port: 7, pool: app, idle_timeout: 2s }", 1)
+}
+
+/// Opens `count` connections from `client` to the internal frontend's
+/// 8080 one after another: the names that answered (or "(refused)"), and
+/// the peer addresses the client saw.
+fn internal_spread(
+    lab: &Lab,
+    client: &str,
+    count: usize,
+) -> (BTreeMap<String, usize>, Vec<IpAddr>) {
+    let target = at(INTERNAL, 8080);
+    in_ns(&lab.ns(client), move || {
+        let mut names = BTreeMap::new();
+        let mut peers = Vec::new();
+        for _ in 0..count {
+            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(700))
+            else {
+                *names.entry("(refused)".to_string()).or_insert(0) += 1;
+                continue;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            if let Ok(peer) = stream.peer_addr() {
+                peers.push(peer.ip());
+            }
+            let name = read_name(&mut stream).unwrap_or_else(|| "(no answer)".into());
+            *names.entry(name).or_insert(0) += 1;
+        }
+        (names, peers)
+    })
+}
+
+/// Replaces `from` with `to` in the lab's file and applies it.
+fn apply_edit(lab: &Lab, from: &str, to: &str) {
+    let file = std::fs::read_to_string(&lab.file).expect("topology");
+    assert!(file.contains(from), "{from:?} in the lab's file");
+    std::fs::write(&lab.file, file.replacen(from, to, 1)).expect("write topology");
+    let out = lab.sdn(&["apply", lab.file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "sdn apply: {}", text(&out.stderr));
+}
+
+#[test]
+fn the_internal_frontend_balances_and_its_pool_changes_live() {
+    if !is_root() {
+        return;
+    }
+    let name = unique_name("ilb");
+    let lab = Lab::new(&name, &internal_topology(&name));
+    lab.up();
+    let app = ["app1", "app2"].map(|h| NameServer::start(&lab, h, 8080, h));
+    let mut probed: Vec<NameServer> = ["app1", "app2"]
+        .iter()
+        .map(|h| NameServer::start(&lab, h, 8081, h))
+        .collect();
+    wait_for(
+        "app1 and app2 to probe healthy",
+        Duration::from_secs(10),
+        || internal_spread(&lab, "web1", 20).0.len() == 2,
+    );
+
+    // From another subnet (routed) and from the frontend's own subnet (the
+    // gateway answers ARP for it): spread over both, answered from the
+    // frontend; the members see the client's own address.
+    let frontend: IpAddr = INTERNAL.parse().unwrap();
+    for client in ["web1", "jobs"] {
+        let (names, peers) = internal_spread(&lab, client, 100);
+        assert_eq!(names.values().sum::<usize>(), 100);
+        assert!(
+            count(&names, "app1") >= 25 && count(&names, "app2") >= 25,
+            "{client}: {names:?}"
+        );
+        assert!(peers.iter().all(|p| *p == frontend), "{client}: {peers:?}");
+    }
+    let seen: Vec<IpAddr> = app.iter().flat_map(NameServer::peers).collect();
+    for client in ["10.30.1.11", "10.30.2.20"] {
+        let ip: IpAddr = client.parse().unwrap();
+        assert!(seen.contains(&ip), "the members see {client}");
+    }
+    assert!(!seen.contains(&frontend), "no source NAT");
+
+    // UDP echo (no probe), answered from the frontend.
+    let echoes = ["app1", "app2"].map(|h| udp_echo(&lab, h));
+    let answers: Vec<(String, IpAddr)> = in_ns(&lab.ns("web1"), || {
+        (0..6)
+            .filter_map(|i| {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                s.send_to(format!("hi {i}").as_bytes(), at(INTERNAL, 7))
+                    .ok()?;
+                let mut buffer = [0u8; 512];
+                let (n, from) = s.recv_from(&mut buffer).ok()?;
+                Some((String::from_utf8_lossy(&buffer[..n]).to_string(), from.ip()))
+            })
+            .collect()
+    });
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, from)| *from == frontend),
+        "{answers:?}"
+    );
+    for stop in &echoes {
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    // Hair-pinning: a member reaching its own load balancer is refused at
+    // once (ICMP administratively prohibited), not left to time out.
+    let hairpin = in_ns(&lab.ns("app1"), || {
+        TcpStream::connect_timeout(&at(INTERNAL, 8080), Duration::from_secs(3)).map(|_| ())
+    });
+    let error = hairpin.expect_err("app1 to its own frontend");
+    assert_ne!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+
+    // Weights and algorithm change live: weighted round robin, app1 three
+    // times app2's weight.
+    apply_edit(
+        &lab,
+        "          - { interface: app1:eth0 }\n",
+        "          - { interface: app1:eth0, weight: 3 }\n",
+    );
+    apply_edit(
+        &lab,
+        "backend_port: 8080, pool: app, probe: tcp-8080 }",
+        "backend_port: 8080, pool: app, probe: tcp-8080, algorithm: weighted_round_robin }",
+    );
+    let (names, _) = internal_spread(&lab, "web1", 40);
+    assert_eq!(
+        (count(&names, "app1"), count(&names, "app2")),
+        (30, 10),
+        "{names:?}"
+    );
+
+    // Removing app2 from the pool drains it: a live connection to it keeps
+    // flowing, no new one reaches it; once it closes (and the echo rule's
+    // UDP flows idle out, after 2 s), app2 leaves the pool.
+    let mut long = in_ns(&lab.ns("web1"), || {
+        for _ in 0..20 {
+            let mut stream =
+                TcpStream::connect_timeout(&at(INTERNAL, 8080), Duration::from_secs(2))
+                    .expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            if read_name(&mut stream).as_deref() == Some("app2") {
+                return stream;
+            }
+        }
+        panic!("no connection went to app2");
+    });
+    let echoes_on = |stream: &mut TcpStream| {
+        let mut got = [0u8; 5];
+        stream.write_all(b"still").is_ok()
+            && stream.read_exact(&mut got).is_ok()
+            && &got == b"still"
+    };
+    apply_edit(&lab, "          - { interface: app2:eth0 }\n", "");
+    let (names, _) = internal_spread(&lab, "web1", 30);
+    assert_eq!(count(&names, "app1"), 30, "{names:?}");
+    assert!(
+        echoes_on(&mut long),
+        "the drained member's connection flows"
+    );
+    let health = health_of(&lb_backends(&lab, "app-lb", "app"), "app2:eth0");
+    assert_eq!(health, "draining");
+    drop(long);
+    wait_for("app2 to leave the pool", Duration::from_secs(10), || {
+        lb_backends(&lab, "app-lb", "app")
+            .iter()
+            .all(|b| b["interface"] != "app2:eth0")
+    });
+    let backends = lb_backends(&lab, "app-lb", "app");
+    let app1 = backends
+        .iter()
+        .find(|b| b["interface"] == "app1:eth0")
+        .expect("app1");
+    assert!(app1["packets"].as_u64().unwrap_or(0) > 0, "{app1}");
+    assert!(app1["bytes"].as_u64().unwrap_or(0) > 0, "{app1}");
+
+    // No healthy member: new connections are refused by default...
+    apply_edit(
+        &lab,
+        "          - { interface: app1:eth0, weight: 3 }\n",
+        "          - { interface: app1:eth0, weight: 3 }\n          - { interface: app2:eth0 }\n",
+    );
+    probed.clear();
+    wait_for("both members unhealthy", Duration::from_secs(10), || {
+        lb_backends(&lab, "app-lb", "app")
+            .iter()
+            .all(|b| b["health"] == "unhealthy")
+    });
+    let (names, _) = internal_spread(&lab, "web1", 4);
+    assert_eq!(count(&names, "(refused)"), 4, "{names:?}");
+    // ... and spread over every member with all_probed_up.
+    apply_edit(
+        &lab,
+        "algorithm: weighted_round_robin }",
+        "algorithm: weighted_round_robin, no_healthy_backends: all_probed_up }",
+    );
+    let (names, _) = internal_spread(&lab, "web1", 40);
+    assert_eq!(
+        (count(&names, "app1"), count(&names, "app2")),
+        (30, 10),
+        "{names:?}"
+    );
+}

@@ -28,7 +28,7 @@ pub(super) async fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
                         "name": r.name, "frontend": r.frontend, "protocol": r.protocol,
                         "frontend_port": r.frontend_port, "backend_port": r.backend_port,
                         "pool": r.pool, "probe": (!r.probe.is_empty()).then_some(&r.probe),
-                        "algorithm": r.algorithm, "group": (r.group != 0).then_some(r.group),
+                        "algorithm": r.algorithm, "group": r.group,
                         "backends": r.backends.iter().map(|b| json!({
                             "interface": b.interface, "address": b.address, "weight": b.weight,
                             "health": b.health,
@@ -37,6 +37,7 @@ pub(super) async fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
                                 .then_some(b.last_probe_age_ms as f64 / 1000.0),
                             "live_connections": b.live_connections,
                             "total_connections": b.total_connections,
+                            "packets": b.packets, "bytes": b.bytes, "draining": b.draining,
                         })).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                 })
@@ -65,11 +66,7 @@ pub(super) async fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
             frontends.join(", ")
         );
         for r in &lb.rules {
-            let group = if r.group == 0 {
-                "not balanced yet".to_string()
-            } else {
-                format!("lb={}", r.group)
-            };
+            let group = format!("lb={}", r.group);
             let probe = if r.probe.is_empty() {
                 "no probe".to_string()
             } else {
@@ -86,8 +83,16 @@ pub(super) async fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
                 r.algorithm
             );
             println!(
-                "    {:<12} {:<14} {:>6} {:<10} {:<16} {:>6} {:>8}",
-                "backend", "address", "weight", "health", "last probe", "live", "total"
+                "    {:<12} {:<14} {:>6} {:<10} {:<16} {:>6} {:>8} {:>10} {:>12}",
+                "backend",
+                "address",
+                "weight",
+                "health",
+                "last probe",
+                "live",
+                "total",
+                "packets",
+                "bytes"
             );
             for b in &r.backends {
                 let last = if b.last_probe.is_empty() {
@@ -100,14 +105,16 @@ pub(super) async fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
                     )
                 };
                 println!(
-                    "    {:<12} {:<14} {:>6} {:<10} {:<16} {:>6} {:>8}",
+                    "    {:<12} {:<14} {:>6} {:<10} {:<16} {:>6} {:>8} {:>10} {:>12}",
                     b.interface,
                     b.address,
                     b.weight,
                     b.health,
                     last,
                     b.live_connections,
-                    b.total_connections
+                    b.total_connections,
+                    b.packets,
+                    b.bytes
                 );
             }
         }

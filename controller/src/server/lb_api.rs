@@ -13,8 +13,8 @@ use tonic::Status;
 /// What a switch said of its groups and probes.
 #[derive(Default)]
 struct SwitchStats {
-    /// (group, backend) → (live, total).
-    backends: BTreeMap<(u32, u32), (u64, u64)>,
+    /// (group, backend) → what the switch counts of it.
+    backends: BTreeMap<(u32, u32), pb::BackendStats>,
     /// (probe, backend) → result.
     probes: BTreeMap<(u32, u32), pb::ProbeResult>,
 }
@@ -32,7 +32,7 @@ async fn stats_of(handle: &SessionHandle) -> Result<SwitchStats, Status> {
         backends: stats
             .backends
             .iter()
-            .map(|b| ((b.group, b.backend), (b.live, b.total)))
+            .map(|b| ((b.group, b.backend), *b))
             .collect(),
         probes: stats
             .probes
@@ -64,14 +64,7 @@ pub(super) async fn lb_status(
             .iter()
             .enumerate()
             .map(|(r, rule)| {
-                let public = lb
-                    .frontend(&rule.frontend)
-                    .is_some_and(|f| f.kind == FrontendKind::Public);
-                let group = if public {
-                    group_of(&topology, index, r)
-                } else {
-                    0
-                };
+                let group = group_of(&topology, index, r);
                 let probe = rule.probe.as_ref().and_then(|p| {
                     let at = lb.probes.iter().position(|x| &x.name == p)?;
                     Some(probe_number(&topology, index, at))
@@ -85,6 +78,7 @@ pub(super) async fn lb_status(
                                 let id = u32::from(m.address);
                                 let result = probe.and_then(|p| stats.probes.get(&(p, id)));
                                 let health = match (probe, result) {
+                                    _ if m.draining => "draining",
                                     (None, _) => "up",
                                     (Some(_), None) => "unknown",
                                     (Some(_), Some(r)) => match pb::ProbeHealth::try_from(r.health)
@@ -94,8 +88,11 @@ pub(super) async fn lb_status(
                                         _ => "unknown",
                                     },
                                 };
-                                let (live, total) =
-                                    stats.backends.get(&(group, id)).copied().unwrap_or((0, 0));
+                                let counted = stats
+                                    .backends
+                                    .get(&(group, id))
+                                    .copied()
+                                    .unwrap_or_default();
                                 mgmt::LbBackendStatus {
                                     interface: format!(
                                         "{}:{}",
@@ -110,8 +107,11 @@ pub(super) async fn lb_status(
                                         None => String::new(),
                                     },
                                     last_probe_age_ms: result.map_or(0, |r| r.last_age_ms),
-                                    live_connections: live,
-                                    total_connections: total,
+                                    live_connections: counted.live,
+                                    total_connections: counted.total,
+                                    packets: counted.packets,
+                                    bytes: counted.bytes,
+                                    draining: m.draining,
                                 }
                             })
                             .collect()

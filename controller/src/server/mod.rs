@@ -2,6 +2,7 @@
 //! and the management service the `sdn` CLI uses, on one Unix socket or TCP
 //! address.
 
+mod drain;
 mod lb_api;
 mod routing_api;
 pub mod security_api;

@@ -71,8 +71,20 @@ fn conntrack_reply(reply: pb::SwitchMessage) -> Result<pb::ConntrackReply, Statu
     }
 }
 
-/// Replaces the security section; returns once every connected switch
-/// enforces it, after cutting what `on_rule_removal: cut` asks.
+/// The public frontend addresses of a lab's load balancers.
+fn public_frontends(topology: &Topology) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+    topology
+        .load_balancers
+        .iter()
+        .flat_map(|l| &l.frontends)
+        .filter(|f| f.kind == crate::topology::load_balancer::FrontendKind::Public)
+        .map(|f| f.address)
+        .collect()
+}
+
+/// Replaces the security section, the route tables and the load
+/// balancers (members a pool drops drain); returns once every connected
+/// switch enforces them, after cutting what `on_rule_removal: cut` asks.
 pub(super) async fn apply(
     state: &SharedState,
     request: mgmt::ApplyRequest,
@@ -80,7 +92,7 @@ pub(super) async fn apply(
     let path = Path::new(&request.path);
     let next = crate::topology::parse(&request.topology_yaml, path)
         .map_err(|e| Status::invalid_argument(format!("the topology file has problems:\n{e}")))?;
-    let (generation, before) = {
+    let (generation, before, next) = {
         let mut shared = lock(state);
         if next.name != shared.topology.name {
             return Err(Status::failed_precondition(
@@ -90,12 +102,24 @@ pub(super) async fn apply(
         let mut same_rest = next.clone();
         same_rest.security = shared.topology.security.clone();
         same_rest.routing.route_tables = shared.topology.routing.route_tables.clone();
+        same_rest.load_balancers = shared.topology.load_balancers.clone();
         same_rest.source = shared.topology.source.clone();
         if same_rest != shared.topology {
             return Err(Status::failed_precondition(
-                "only the security section and route_tables of a running lab can change; for other changes run sdn down and sdn up",
+                "only the security section, route_tables and load_balancers of a running lab can change; for other changes run sdn down and sdn up",
             ));
         }
+        let (was, is) = (public_frontends(&shared.topology), public_frontends(&next));
+        if was != is {
+            return Err(Status::failed_precondition(format!(
+                "the public frontend addresses of a running lab cannot change (the internet routes them to the lab from sdn up): they are {}; for other addresses run sdn down and sdn up",
+                was.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let next = super::drain::keep_draining(&shared.topology, next);
         let before = flows_of(&shared.topology);
         if next.security.flow_log_rate != shared.topology.security.flow_log_rate {
             shared.flow_log = flow_log_for(&next);
@@ -103,7 +127,7 @@ pub(super) async fn apply(
         shared.topology = next.clone();
         let generation = *shared.policy.borrow() + 1;
         shared.policy.send_replace(generation);
-        (generation, before)
+        (generation, before, next)
     };
     let deadline = Instant::now() + APPLY_TIMEOUT;
     loop {
@@ -139,6 +163,15 @@ pub(super) async fn apply(
         }
         reply.flows_added += added;
         reply.flows_removed += removed;
+    }
+    if next
+        .load_balancers
+        .iter()
+        .flat_map(|l| &l.backend_pools)
+        .flat_map(|p| &p.members)
+        .any(|m| m.draining)
+    {
+        tokio::spawn(super::drain::finish(state.clone()));
     }
     if next.security.on_rule_removal == OnRuleRemoval::Cut {
         for (name, handle) in sessions(state) {

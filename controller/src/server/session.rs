@@ -17,6 +17,7 @@ use sdn_proto::southbound::{
 };
 use sdn_vswitch::flow::{FlowMod, FlowSpec, FlowStats, Match};
 use sdn_vswitch::pipeline::TunnelMeta;
+use sdn_vswitch::pipeline::balance::GroupSpec;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -52,9 +53,12 @@ struct Session {
     policy_barrier: Option<(u64, u64)>,
     /// The policy generation the last full re-sync installed.
     synced_generation: u64,
-    /// The load-balancing groups sent to the switch, and the last version.
-    groups_sent: std::collections::BTreeSet<u32>,
+    /// The load-balancing groups sent to the switch (as sent, but for the
+    /// version), and the last version.
+    groups_sent: std::collections::BTreeMap<u32, GroupSpec>,
     group_version: u64,
+    /// The probes sent to the switch.
+    probes_sent: Option<Vec<sdn_vswitch::probe::ProbeSpec>>,
     /// What the switch's probes last said of each (probe, backend).
     probe_health: std::collections::BTreeMap<(u32, u32), pb::ProbeHealth>,
 }
@@ -84,6 +88,7 @@ pub async fn run(state: SharedState, inbound: Streaming<pb::SwitchMessage>, tx: 
         synced_generation: 0,
         groups_sent: Default::default(),
         group_version: 0,
+        probes_sent: None,
         probe_health: Default::default(),
     };
     let reason = session.serve(inbound).await;
@@ -162,11 +167,12 @@ impl Session {
         }
     }
 
-    /// Installs the router's load-balancing groups (each replaced whole, with
-    /// a version above any sent before, also by an earlier controller), its
-    /// members healthy as their probes last said (a member a probe has not
-    /// yet reported on takes no new connections), and deletes those sent
-    /// before that it no longer has.
+    /// Installs the router's load-balancing groups that changed since they
+    /// were last sent (each replaced whole, with a version above any sent
+    /// before, also by an earlier controller), its members healthy as their
+    /// probes last said (a member a probe has not yet reported on takes no
+    /// new connections), and deletes those sent before that it no longer
+    /// has.
     async fn push_groups(&mut self) -> Result<(), String> {
         let groups = self.router.compiled().groups.clone();
         let wanted: std::collections::BTreeSet<u32> = groups.iter().map(|g| g.spec.group).collect();
@@ -178,6 +184,10 @@ impl Session {
                         == Some(&pb::ProbeHealth::Healthy);
                 }
             }
+            if self.groups_sent.get(&spec.group) == Some(&spec) {
+                continue;
+            }
+            self.groups_sent.insert(spec.group, spec.clone());
             let clock = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
@@ -186,28 +196,37 @@ impl Session {
             self.send(ToSwitch::GroupMod(sdn_vswitch::agent::group_to_pb(&spec)))
                 .await?;
         }
-        for &gone in self.groups_sent.difference(&wanted) {
+        let gone: Vec<u32> = self
+            .groups_sent
+            .keys()
+            .filter(|g| !wanted.contains(g))
+            .copied()
+            .collect();
+        for group in gone {
+            self.groups_sent.remove(&group);
             self.send(ToSwitch::GroupMod(pb::GroupMod {
-                group: gone,
+                group,
                 delete: true,
                 ..Default::default()
             }))
             .await?;
         }
-        self.groups_sent = wanted;
         Ok(())
     }
 
-    /// Sends the router's probes to the switch (replacing its own).
+    /// Sends the router's probes to the switch (replacing its own) if they
+    /// changed since last sent; the switch answers with every backend's
+    /// state.
     async fn push_probes(&mut self) -> Result<(), String> {
-        let probes = self
-            .router
-            .compiled()
-            .probes
-            .iter()
-            .map(sdn_vswitch::agent::probe_to_pb)
-            .collect();
-        self.send(ToSwitch::ProbeMod(pb::ProbeMod { probes })).await
+        let probes = self.router.compiled().probes.clone();
+        if self.probes_sent.as_ref() == Some(&probes) {
+            return Ok(());
+        }
+        let message = pb::ProbeMod {
+            probes: probes.iter().map(sdn_vswitch::agent::probe_to_pb).collect(),
+        };
+        self.probes_sent = Some(probes);
+        self.send(ToSwitch::ProbeMod(message)).await
     }
 
     /// Health changes from the switch's probes: the groups follow them.

@@ -165,6 +165,9 @@ pub struct PoolMember {
     /// Its relative share of new flows, `1..=MAX_WEIGHT` (default
     /// `DEFAULT_WEIGHT`).
     pub weight: u32,
+    /// Removed from the pool by `sdn apply` while connections it holds
+    /// finish: it takes no new ones (never set by a file).
+    pub draining: bool,
 }
 
 /// A backend pool.

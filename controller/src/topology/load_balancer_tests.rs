@@ -101,6 +101,7 @@ fn member(host: &str, address: &str, weight: u32) -> PoolMember {
         interface: iface(host),
         address: ip(address),
         weight,
+        draining: false,
     }
 }
 
@@ -617,20 +618,20 @@ fn internal_frontends() {
 }
 
 /// lb.yaml with a network `spoke` (10.31.0.0/16) holding host db1 on
-/// sw1:p6, and `peerings` written after the networks.
+/// sw1:p7, and `peerings` written after the networks.
 fn with_spoke(peerings: &str) -> String {
     let spoke = format!(
         "  - name: spoke\n    cidr: 10.31.0.0/16\n    subnets:\n      - {{ name: db, cidr: 10.31.1.0/24 }}\n\n{peerings}"
     );
     lb_plus(APP_SUBNET, &spoke)
         .replacen(
-            "      - { name: p5 }\n",
-            "      - { name: p5 }\n      - { name: p6 }\n",
+            "      - { name: p6 }\n",
+            "      - { name: p6 }\n      - { name: p7 }\n",
             1,
         )
         .replacen(
             "\nlinks:\n",
-            "  - { name: db1, interfaces: [{ name: eth0, subnet: spoke/db, address: 10.31.1.11/24 }] }\n\nlinks:\n  - [db1:eth0, sw1:p6]\n",
+            "  - { name: db1, interfaces: [{ name: eth0, subnet: spoke/db, address: 10.31.1.11/24 }] }\n\nlinks:\n  - [db1:eth0, sw1:p7]\n",
             1,
         )
 }
@@ -674,27 +675,41 @@ fn pool_members() {
         "load_balancers[0].backend_pools[0].members[3].interface",
         "db1:eth0 is in network spoke, which is neither the load balancer's network hub nor peered with it",
     );
+    // Peered, it may serve an internal frontend, not a public one (whose
+    // connections come and go through the network's own edge).
     let text = with_spoke("peerings:\n  - [hub, spoke]\n\n").replacen(
         WEB3,
         &format!("{WEB3}          - {{ interface: db1:eth0 }}\n"),
         1,
     );
+    refused(
+        &text,
+        "interface: db1:eth0",
+        "load_balancers[0].backend_pools[0].members[3].interface",
+        "db1:eth0 is in network spoke, peered with hub: the members of a load balancer with a public frontend must be in its own network hub (a peered network's members can serve internal frontends)",
+    );
+    let app2 = "          - { interface: app2:eth0 }\n";
+    let text = with_spoke("peerings:\n  - [hub, spoke]\n\n").replacen(
+        app2,
+        &format!("{app2}          - {{ interface: db1:eth0 }}\n"),
+        1,
+    );
     let topo = valid(&text);
     assert_eq!(
-        topo.load_balancer("web-lb").unwrap().backend_pools[0].members[3],
+        topo.load_balancer("app-lb").unwrap().backend_pools[0].members[2],
         member("db1", "10.31.1.11", 1)
     );
     // Members are IPv4.
     let six = "  - name: six\n    cidr: fd00::/48\n    subnets:\n      - { name: s, cidr: \"fd00::/64\" }\n\npeerings:\n  - [hub, six]\n\n";
     let text = lb_plus(APP_SUBNET, six)
         .replacen(
-            "      - { name: p5 }\n",
-            "      - { name: p5 }\n      - { name: p6 }\n",
+            "      - { name: p6 }\n",
+            "      - { name: p6 }\n      - { name: p7 }\n",
             1,
         )
         .replacen(
             "\nlinks:\n",
-            "  - { name: v6h, interfaces: [{ name: eth0, subnet: six/s, address: \"fd00::10/64\" }] }\n\nlinks:\n  - [v6h:eth0, sw1:p6]\n",
+            "  - { name: v6h, interfaces: [{ name: eth0, subnet: six/s, address: \"fd00::10/64\" }] }\n\nlinks:\n  - [v6h:eth0, sw1:p7]\n",
             1,
         );
     valid(&text);
@@ -1058,11 +1073,11 @@ fn inbound_nat_rules() {
         "target: db1:eth0",
         1,
     );
-    let topo = valid(&text);
-    let nat = &topo.load_balancer("web-lb").unwrap().inbound_nat_rules[0];
-    assert_eq!(
-        (&nat.target, nat.target_address),
-        (&iface("db1"), ip("10.31.1.11"))
+    refused(
+        &text,
+        at,
+        &format!("{path}.target"),
+        "db1:eth0 is in network spoke, peered with hub: the members of a load balancer with a public frontend must be in its own network hub (a peered network's members can serve internal frontends)",
     );
     let topo = valid(&lb_with("target: web1:eth0", "target: sw1:p2"));
     assert_eq!(

@@ -16,6 +16,7 @@ use sdn_proto::southbound::{
     self as pb, controller_message::Body as In, switch_message::Body as Out,
 };
 use std::net::Ipv4Addr;
+use std::time::Duration;
 use std::time::Instant;
 
 pub(super) fn error_message(xid: u64, kind: pb::ErrorType, message: String) -> pb::SwitchMessage {
@@ -333,6 +334,9 @@ pub fn group_to_pb(spec: &GroupSpec) -> pb::GroupMod {
                 draining: b.draining,
             })
             .collect(),
+        idle_timeout_ms: spec
+            .idle_timeout
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -389,6 +393,7 @@ pub fn group_from_pb(gm: &pb::GroupMod) -> Result<Result<GroupSpec, u32>, Conver
             NoHealthyBackends::Refuse
         },
         backends,
+        idle_timeout: (gm.idle_timeout_ms > 0).then(|| Duration::from_millis(gm.idle_timeout_ms)),
     }))
 }
 
@@ -476,23 +481,28 @@ pub(super) fn event_to_pb(event: Event, xid: &mut u64) -> pb::SwitchMessage {
                 body: Some(Out::LbStatsReply(pb::LbStatsReply {
                     backends: backends
                         .into_iter()
-                        .map(|(group, backend, live, total)| pb::BackendStats {
-                            group,
-                            backend,
-                            live,
-                            total,
+                        .map(|b| pb::BackendStats {
+                            group: b.group,
+                            backend: b.backend,
+                            live: b.live,
+                            total: b.total,
+                            packets: b.traffic.packets,
+                            bytes: b.traffic.bytes,
                         })
                         .collect(),
                     probes: probes.iter().map(|r| probe_result_to_pb(r, now)).collect(),
                 })),
             }
         }
-        Event::ProbeChange(report) => pb::SwitchMessage {
-            xid: unsolicited(),
-            body: Some(Out::ProbeStatus(pb::ProbeStatus {
-                results: vec![probe_result_to_pb(&report, Instant::now())],
-            })),
-        },
+        Event::ProbeChange(reports) => {
+            let now = Instant::now();
+            pb::SwitchMessage {
+                xid: unsolicited(),
+                body: Some(Out::ProbeStatus(pb::ProbeStatus {
+                    results: reports.iter().map(|r| probe_result_to_pb(r, now)).collect(),
+                })),
+            }
+        }
         Event::PacketIn {
             in_port,
             request,
@@ -648,6 +658,7 @@ mod group_tests {
                 healthy: true,
                 draining: false,
             }],
+            idle_timeout_ms: 240_000,
         }
     }
 
@@ -658,6 +669,7 @@ mod group_tests {
         assert_eq!(spec.version, 3);
         assert_eq!(spec.algorithm, Algorithm::WeightedRoundRobin);
         assert_eq!(spec.no_healthy, NoHealthyBackends::AllProbedUp);
+        assert_eq!(spec.idle_timeout, Some(Duration::from_secs(240)));
         assert_eq!(
             spec.backends,
             [GroupBackend {

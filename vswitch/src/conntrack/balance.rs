@@ -14,10 +14,28 @@ pub struct LbMark {
     pub backend: u32,
 }
 
-/// Live connections per backend.
+/// Live connections per backend (a TCP connection stops counting when it
+/// closes, before its entry goes), and the traffic of those that ended.
 #[derive(Debug, Default, Clone)]
 pub struct LiveCounts {
     counts: FxHashMap<LbMark, u32>,
+    ended: FxHashMap<LbMark, Traffic>,
+}
+
+/// Packets and bytes, both directions together.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes of their IP datagrams.
+    pub bytes: u64,
+}
+
+impl Traffic {
+    pub(super) fn add(&mut self, other: Traffic) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
 }
 
 impl LiveCounts {
@@ -38,6 +56,15 @@ impl LiveCounts {
         *self.counts.entry(mark).or_default() += 1;
     }
 
+    /// The traffic of `mark`'s connections that ended.
+    pub(super) fn ended(&self) -> &FxHashMap<LbMark, Traffic> {
+        &self.ended
+    }
+
+    pub(super) fn retire(&mut self, mark: LbMark, traffic: Traffic) {
+        self.ended.entry(mark).or_default().add(traffic);
+    }
+
     pub(super) fn closed(&mut self, mark: LbMark) {
         if let Some(count) = self.counts.get_mut(&mark) {
             *count -= 1;
@@ -48,10 +75,18 @@ impl LiveCounts {
     }
 }
 
+/// What a group chose for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked {
+    /// The DNAT to the backend.
+    pub nat: crate::flow::action::Nat,
+    /// The group and backend to count it under.
+    pub mark: LbMark,
+    /// How long it may stay idle before it is forgotten (`None`: the
+    /// tracker's timeouts for its state).
+    pub idle: Option<std::time::Duration>,
+}
+
 /// Picks the translation of a new balanced connection from its first
-/// packet's tuple and the live counts: the DNAT to a backend and the mark
-/// to count it under, or `None` when no backend takes it.
-pub type Pick<'a> = &'a mut dyn FnMut(
-    super::packet::Tuple,
-    &LiveCounts,
-) -> Option<(crate::flow::action::Nat, LbMark)>;
+/// packet's tuple and the live counts, or `None` when no backend takes it.
+pub type Pick<'a> = &'a mut dyn FnMut(super::packet::Tuple, &LiveCounts) -> Option<Picked>;

@@ -19,7 +19,7 @@ mod query;
 pub mod tcp;
 pub mod translate;
 
-pub use balance::{LbMark, LiveCounts, Pick};
+pub use balance::{LbMark, LiveCounts, Pick, Picked, Traffic};
 pub use nat::Translation;
 pub use query::{ConntrackQuery, ConntrackReport};
 
@@ -204,8 +204,14 @@ struct Conn {
     created: Instant,
     expires: Instant,
     packets: [u64; 2],
+    /// Bytes of the IP datagrams each way.
+    bytes: [u64; 2],
     /// The backend a balanced connection went to.
     lb: Option<LbMark>,
+    /// Whether it still counts among its backend's live connections.
+    lb_live: bool,
+    /// Its idle timeout, if its load-balancing rule sets one.
+    idle: Option<Duration>,
 }
 
 impl Conn {
@@ -245,6 +251,13 @@ impl Conn {
     }
 
     fn timeout(&self, timeouts: &Timeouts) -> Duration {
+        if let Some(idle) = self.idle {
+            match self.proto {
+                ProtoState::Tcp(t) if t.state == TcpState::Established => return idle,
+                ProtoState::Pseudo { .. } if self.orig.proto != packet::PROTO_ICMP => return idle,
+                _ => {}
+            }
+        }
         match self.proto {
             ProtoState::Tcp(t) => match t.state {
                 TcpState::SynSent | TcpState::SynRecv => timeouts.tcp_opening,
@@ -406,6 +419,21 @@ impl Conntrack {
         &self.live_balanced
     }
 
+    /// Packets and bytes per backend of every balanced connection, live or
+    /// ended. Walks the table: for listings, not for packets.
+    pub fn balanced_traffic(&self) -> rustc_hash::FxHashMap<LbMark, Traffic> {
+        let mut out = self.live_balanced.ended().clone();
+        for conn in self.slots.iter().flatten() {
+            if let Some(mark) = conn.lb {
+                out.entry(mark).or_default().add(Traffic {
+                    packets: conn.packets[0] + conn.packets[1],
+                    bytes: conn.bytes[0] + conn.bytes[1],
+                });
+            }
+        }
+        out
+    }
+
     fn track_picking(
         &mut self,
         l3: &[u8],
@@ -416,7 +444,7 @@ impl Conntrack {
         now: Instant,
     ) -> Verdict {
         let mut verdict = match probe(l3) {
-            Ok(p) => self.track_probe(&p, zone, commit, nat, pick, now),
+            Ok(p) => self.track_probe(&p, l3.len() as u64, zone, commit, nat, pick, now),
             Err(_) => Verdict {
                 bits: state::INV,
                 translation: None,
@@ -446,9 +474,11 @@ impl Conntrack {
         self.track(l3, zone, true, now)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn track_probe(
         &mut self,
         p: &Probe,
+        len: u64,
         zone: u16,
         commit: bool,
         nat: Option<Nat>,
@@ -511,6 +541,15 @@ impl Conntrack {
             };
             if !reopen {
                 conn.packets[usize::from(!orig)] += 1;
+                conn.bytes[usize::from(!orig)] += len;
+                let closed = matches!(conn.proto, ProtoState::Tcp(t) if matches!(t.state, TcpState::TimeWait | TcpState::Closed));
+                if closed
+                    && conn.lb_live
+                    && let Some(mark) = conn.lb
+                {
+                    conn.lb_live = false;
+                    self.live_balanced.closed(mark);
+                }
                 conn.expires = now + conn.timeout(&self.timeouts);
                 let mut bits = if conn.replied() {
                     state::EST
@@ -559,15 +598,21 @@ impl Conntrack {
             created: now,
             expires: now,
             packets: [1, 0],
+            bytes: [len, 0],
             lb: None,
+            lb_live: false,
+            idle: None,
         };
         conn.expires = now + conn.timeout(&self.timeouts);
         let mut spec = nat.filter(|n| !matches!(n, Nat::Existing | Nat::Balance { .. }));
         if let (Some(Nat::Balance { .. }), Some(pick)) = (nat, pick) {
             match pick(p.tuple, &self.live_balanced) {
-                Some((dnat, mark)) => {
-                    spec = Some(dnat);
-                    conn.lb = Some(mark);
+                Some(picked) => {
+                    spec = Some(picked.nat);
+                    conn.lb = Some(picked.mark);
+                    conn.lb_live = true;
+                    conn.idle = picked.idle;
+                    conn.expires = now + conn.timeout(&self.timeouts);
                 }
                 None => {
                     self.counters.lb_no_backend += 1;
@@ -622,7 +667,7 @@ impl Conntrack {
         };
         self.index.insert(conn.key(Dir::Orig), (id, Dir::Orig));
         self.index.insert(conn.key(Dir::Reply), (id, Dir::Reply));
-        if let Some(mark) = conn.lb {
+        if let (Some(mark), true) = (conn.lb, conn.lb_live) {
             self.live_balanced.opened(mark);
         }
         self.slots[id as usize] = Some(conn);
@@ -631,7 +676,14 @@ impl Conntrack {
     fn remove_id(&mut self, id: u32) -> Option<Conn> {
         let conn = self.slots.get_mut(id as usize)?.take()?;
         if let Some(mark) = conn.lb {
-            self.live_balanced.closed(mark);
+            if conn.lb_live {
+                self.live_balanced.closed(mark);
+            }
+            let traffic = Traffic {
+                packets: conn.packets[0] + conn.packets[1],
+                bytes: conn.bytes[0] + conn.bytes[1],
+            };
+            self.live_balanced.retire(mark, traffic);
         }
         for dir in [Dir::Orig, Dir::Reply] {
             let key = conn.key(dir);

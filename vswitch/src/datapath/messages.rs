@@ -169,14 +169,15 @@ pub enum Command {
 /// Reports from the datapath thread.
 #[derive(Debug)]
 pub enum Event {
-    /// A backend's health changed under a probe.
-    ProbeChange(crate::probe::ProbeReport),
+    /// Backends' health changed under their probes (or the probes were
+    /// replaced: then every backend's state).
+    ProbeChange(Vec<crate::probe::ProbeReport>),
     /// Answer to `Command::LbStats`.
     LbStats {
         /// Transaction id.
         xid: u64,
-        /// (group, backend, live, total connections).
-        backends: Vec<(u32, u32, u64, u64)>,
+        /// Every backend of every group.
+        backends: Vec<BackendReport>,
         /// Every backend's state under every probe.
         probes: Vec<crate::probe::ProbeReport>,
     },
@@ -241,4 +242,19 @@ pub enum Event {
         /// Frames dropped so far.
         dropped: u64,
     },
+}
+
+/// What a switch counts of one backend of one load-balancing group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendReport {
+    /// The group.
+    pub group: u32,
+    /// The backend's id in it.
+    pub backend: u32,
+    /// Connections live now.
+    pub live: u64,
+    /// Connections sent to it since it joined the group.
+    pub total: u64,
+    /// Their packets and bytes, live and ended.
+    pub traffic: crate::conntrack::Traffic,
 }

@@ -378,8 +378,9 @@ impl Datapath {
     /// Sends the probe segments waiting into the pipeline (on the probe
     /// pseudo-port), and the health changes to the controller.
     fn run_probes(&mut self, now: Instant) {
-        while let Some(change) = self.probes.poll_change() {
-            let _ = self.events.send(Event::ProbeChange(change));
+        let changes: Vec<_> = std::iter::from_fn(|| self.probes.poll_change()).collect();
+        if !changes.is_empty() {
+            let _ = self.events.send(Event::ProbeChange(changes));
         }
         if self.probe_frames.is_empty() {
             return;
@@ -623,7 +624,9 @@ impl Datapath {
             }
             Command::LbStats { xid } => {
                 let groups = self.pipeline.groups();
-                let live = self.pipeline.conntrack().live_balanced();
+                let conntrack = self.pipeline.conntrack();
+                let live = conntrack.live_balanced();
+                let traffic = conntrack.balanced_traffic();
                 let backends = groups
                     .ids()
                     .into_iter()
@@ -634,9 +637,15 @@ impl Datapath {
                             .unwrap_or_default();
                         ids.into_iter().map(move |backend| (group, backend))
                     })
-                    .map(|(group, backend)| {
-                        let total = groups.stats(group, backend).map_or(0, |s| s.connections);
-                        (group, backend, u64::from(live.get(group, backend)), total)
+                    .map(|(group, backend)| BackendReport {
+                        group,
+                        backend,
+                        live: u64::from(live.get(group, backend)),
+                        total: groups.stats(group, backend).map_or(0, |s| s.connections),
+                        traffic: traffic
+                            .get(&crate::conntrack::LbMark { group, backend })
+                            .copied()
+                            .unwrap_or_default(),
                     })
                     .collect();
                 let probes = self.probes.reports();

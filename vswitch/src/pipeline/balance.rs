@@ -7,11 +7,12 @@
 //! backends, only new ones see the new set.
 
 use crate::conntrack::packet::Tuple;
-use crate::conntrack::{LbMark, LiveCounts};
+use crate::conntrack::{LbMark, LiveCounts, Picked};
 use crate::flow::action::Nat;
 use rustc_hash::FxHashMap;
 use sdn_lb::{Algorithm, Backend, BackendId, FlowTuple, NoHealthyBackends, Pool, Selection};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 /// One backend as the controller describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,19 @@ pub struct GroupSpec {
     pub no_healthy: NoHealthyBackends,
     /// The backends.
     pub backends: Vec<GroupBackend>,
+    /// How long a connection may stay idle and keep its backend (`None`:
+    /// the tracker's timeouts).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl GroupSpec {
+    /// Whether `other` describes the same group, whatever its version.
+    fn same_as(&self, other: &GroupSpec) -> bool {
+        GroupSpec {
+            version: other.version,
+            ..self.clone()
+        } == *other
+    }
 }
 
 /// Why a group-mod was not applied.
@@ -108,6 +122,14 @@ impl Groups {
         {
             return Ok(GroupApplied::Stale);
         }
+        // Unchanged but for its version: the pool keeps its state (round
+        // robin's place, Maglev's table).
+        if let Some(held) = self.groups.get_mut(&spec.group)
+            && held.spec.same_as(&spec)
+        {
+            held.spec.version = spec.version;
+            return Ok(GroupApplied::Installed);
+        }
         let mut ids: Vec<u32> = spec.backends.iter().map(|b| b.id).collect();
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -172,9 +194,10 @@ impl Groups {
     }
 
     /// The DNAT for a new connection of `group` whose first packet had
-    /// `orig`, and the mark to count it under; `None` when the group is
-    /// unknown or no backend takes new connections. Allocates nothing.
-    pub fn pick(&mut self, group: u32, orig: Tuple, live: &LiveCounts) -> Option<(Nat, LbMark)> {
+    /// `orig`, the mark to count it under and its idle timeout; `None` when
+    /// the group is unknown or no backend takes new connections. Allocates
+    /// nothing.
+    pub fn pick(&mut self, group: u32, orig: Tuple, live: &LiveCounts) -> Option<Picked> {
         let Some(g) = self.groups.get_mut(&group) else {
             self.unknown_group += 1;
             return None;
@@ -194,12 +217,13 @@ impl Groups {
         if let Some(stats) = g.stats.get_mut(&id) {
             stats.connections += 1;
         }
-        Some((
-            Nat::Dst {
+        Some(Picked {
+            nat: Nat::Dst {
                 addr: backend.addr,
                 port: backend.port,
             },
-            LbMark { group, backend: id },
-        ))
+            mark: LbMark { group, backend: id },
+            idle: g.spec.idle_timeout,
+        })
     }
 }

@@ -10,6 +10,7 @@ use crate::testutil::{FrameBuilder, checksums_valid};
 use crate::wire::{Ipv4Packet, TcpFlags as F, TcpSegment, UdpDatagram};
 use sdn_lb::{Algorithm, NoHealthyBackends};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 const FRONTEND: &str = "203.0.113.50";
 const CLIENT: &str = "198.51.100.20";
@@ -45,6 +46,7 @@ fn group(group: u32, version: u64, algorithm: Algorithm, backends: Vec<GroupBack
         algorithm,
         no_healthy: NoHealthyBackends::Refuse,
         backends,
+        idle_timeout: None,
     }
 }
 
@@ -366,4 +368,95 @@ fn udp_is_balanced_and_answered_from_the_frontend() {
     assert_eq!(out, [1]);
     assert_eq!(ends(&reply), (addr(FRONTEND), 7, addr(CLIENT), 50_000));
     assert!(checksums_valid(&reply));
+}
+
+/// The three-way handshake of client port `client_port` through the
+/// balancer to `backend_addr` on `port`, then a reset from the client.
+fn open_then_reset(p: &mut Pipeline, client_port: u16, now: Instant) -> PortNo {
+    let (out, first) = run(p, syn(client_port), 1, now);
+    let port = out[0];
+    let (_, _, backend_addr, _) = ends(&first);
+    let syn_ack = FrameBuilder::tcp4(
+        &format!("{backend_addr}:8080"),
+        &format!("{CLIENT}:{client_port}"),
+        b"",
+    )
+    .tcp_flags(F::SYN | F::ACK)
+    .tcp_seq_ack(500, 101)
+    .build();
+    assert_eq!(run(p, syn_ack, port, now).0, [1]);
+    let data = FrameBuilder::tcp4(
+        &format!("{CLIENT}:{client_port}"),
+        &format!("{FRONTEND}:80"),
+        b"0123456789",
+    )
+    .tcp_flags(F::ACK | F::PSH)
+    .tcp_seq_ack(101, 501)
+    .build();
+    assert_eq!(run(p, data, 1, now).0, [port]);
+    let rst = FrameBuilder::tcp4(
+        &format!("{CLIENT}:{client_port}"),
+        &format!("{FRONTEND}:80"),
+        b"",
+    )
+    .tcp_flags(F::RST | F::ACK)
+    .tcp_seq_ack(111, 501)
+    .build();
+    run(p, rst, 1, now);
+    port
+}
+
+#[test]
+fn a_closed_connection_stops_counting_as_live_and_its_traffic_is_kept() {
+    let now = Instant::now();
+    let mut p = balancer(Algorithm::RoundRobin);
+    let port = open_then_reset(&mut p, 46_000, now);
+    let id = BACKENDS.iter().find(|b| b.2 == port).unwrap().0;
+    // Closed, its entry lingers (a late segment still finds it), but least
+    // connections and a drain no longer count it.
+    assert_eq!(p.conntrack().len(), 1);
+    assert_eq!(p.conntrack().live_balanced().get(TCP_GROUP, id), 0);
+    let mark = LbMark {
+        group: TCP_GROUP,
+        backend: id,
+    };
+    let traffic = p.conntrack().balanced_traffic()[&mark];
+    assert_eq!(traffic.packets, 4);
+    // Forgotten, its packets and bytes still count for the backend.
+    p.conntrack_mut().flush(None);
+    assert_eq!(p.conntrack().balanced_traffic()[&mark], traffic);
+    assert_eq!(p.conntrack().live_balanced().get(TCP_GROUP, id), 0);
+}
+
+#[test]
+fn a_rules_idle_timeout_bounds_how_long_an_idle_connection_keeps_its_backend() {
+    let now = Instant::now();
+    let mut p = balancer(Algorithm::RoundRobin);
+    let mut spec = p.groups().spec(UDP_GROUP).unwrap().clone();
+    spec.version = 2;
+    spec.idle_timeout = Some(Duration::from_secs(3));
+    p.groups_mut().apply(spec).unwrap();
+    let datagram =
+        FrameBuilder::udp4(&format!("{CLIENT}:5000"), &format!("{FRONTEND}:7"), b"x").build();
+    run(&mut p, datagram, 1, now);
+    let conns = p.conntrack().list(None, now);
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].expires_in, Duration::from_secs(3));
+    assert!(
+        p.conntrack()
+            .list(None, now + Duration::from_secs(4))
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_group_sent_again_unchanged_keeps_its_round_robin_place() {
+    let now = Instant::now();
+    let mut p = balancer(Algorithm::RoundRobin);
+    assert_eq!(run(&mut p, syn(47_000), 1, now).0, [port_of_backend(1)]);
+    let mut same = p.groups().spec(TCP_GROUP).unwrap().clone();
+    same.version = 5;
+    assert_eq!(p.groups_mut().apply(same), Ok(GroupApplied::Installed));
+    assert_eq!(p.groups().spec(TCP_GROUP).unwrap().version, 5);
+    assert_eq!(run(&mut p, syn(47_001), 1, now).0, [port_of_backend(2)]);
 }

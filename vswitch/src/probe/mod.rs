@@ -95,19 +95,31 @@ pub struct ProbeEngine {
 }
 
 impl ProbeEngine {
-    /// Replaces the probes: a probe kept with the same timing keeps its
-    /// backends' state; new backends are probed at once.
+    /// Replaces the probes: a probe kept with the same timing, kind and port
+    /// keeps its backends' state and its attempts under way; new backends
+    /// are probed at once. Afterwards every backend's settled state is a
+    /// change to report (whoever listens may have missed the earlier ones).
     pub fn set(&mut self, specs: Vec<ProbeSpec>, now: Instant) {
-        let mut old = std::mem::take(&mut self.sets);
-        self.attempts.clear();
+        let mut old: Vec<Option<ProbeSet>> = std::mem::take(&mut self.sets)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // Where each kept probe's attempts move: old index to new.
+        let mut moved: FxHashMap<usize, usize> = FxHashMap::default();
         for spec in specs {
             let ids: Vec<BackendId> = spec.targets.iter().map(|t| BackendId(t.0)).collect();
-            let prober = match old
-                .iter()
-                .position(|s| s.spec.probe == spec.probe && s.spec.config == spec.config)
-            {
-                Some(i) => {
-                    let mut prober = old.swap_remove(i).prober;
+            let kept = old.iter().position(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.spec.probe == spec.probe
+                        && s.spec.config == spec.config
+                        && s.spec.kind == spec.kind
+                        && s.spec.port == spec.port
+                })
+            });
+            let prober = match kept.and_then(|i| Some((i, old[i].take()?))) {
+                Some((i, set)) => {
+                    moved.insert(i, self.sets.len());
+                    let mut prober = set.prober;
                     prober.set_backends(&ids, now);
                     prober
                 }
@@ -115,6 +127,18 @@ impl ProbeEngine {
             };
             self.sets.push(ProbeSet { spec, prober });
         }
+        self.attempts.retain(|_, a| match moved.get(&a.set) {
+            Some(&to) => {
+                a.set = to;
+                true
+            }
+            None => false,
+        });
+        self.changes = self
+            .reports()
+            .into_iter()
+            .filter(|r| r.health != Health::Unknown)
+            .collect();
         self.update_deadline();
     }
 
@@ -128,10 +152,7 @@ impl ProbeEngine {
 
     /// When [`ProbeEngine::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sets
-            .iter()
-            .filter_map(|s| s.prober.poll_timeout())
-            .min()
+        self.deadline
     }
 
     /// Starts the probes due and times out the late ones; the frames to send

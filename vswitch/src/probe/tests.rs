@@ -161,3 +161,47 @@ fn an_http_probe_needs_a_200() {
     );
     assert_eq!(engine.poll_change().unwrap().health, Health::Healthy);
 }
+
+#[test]
+fn probes_sent_again_keep_their_state_and_attempts_and_report_it_whole() {
+    let t0 = Instant::now();
+    let mut engine = ProbeEngine::default();
+    engine.set(vec![spec(ProbeKind::Tcp)], t0);
+    let mut out = Vec::new();
+    engine.handle_timeout(t0, &mut out);
+    let (_, port1, seq1) = syn_of(&out[0]);
+    let (_, port2, seq2) = syn_of(&out[1]);
+    let mut back = Vec::new();
+    let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+    engine.handle_frame(
+        &answer(WEB1, port1, syn_ack, 9000, seq1 + 1, b""),
+        t0,
+        &mut back,
+    );
+    while engine.poll_change().is_some() {}
+    // The same probes again (a controller re-syncing): web2's attempt under
+    // way still counts, and the settled states are reported again.
+    engine.set(vec![spec(ProbeKind::Tcp)], t0);
+    let again: Vec<_> = std::iter::from_fn(|| engine.poll_change()).collect();
+    assert_eq!(
+        again
+            .iter()
+            .map(|r| (r.backend, r.health))
+            .collect::<Vec<_>>(),
+        [(11, Health::Healthy)]
+    );
+    engine.handle_frame(
+        &answer(WEB2, port2, syn_ack, 7000, seq2 + 1, b""),
+        t0,
+        &mut back,
+    );
+    assert_eq!(engine.stray, 0);
+    let changes: Vec<_> = std::iter::from_fn(|| engine.poll_change()).collect();
+    assert_eq!(changes[0].health, Health::Healthy, "{changes:?}");
+    // Another port is another probe: its state starts over.
+    let mut moved = spec(ProbeKind::Tcp);
+    moved.port = 8080;
+    engine.set(vec![moved], t0);
+    assert!(engine.poll_change().is_none());
+    assert!(engine.reports().iter().all(|r| r.health == Health::Unknown));
+}

@@ -88,6 +88,83 @@ fn host_at<'t>(b: &Builder<'t>, network: &str, address: Ipv4Addr) -> Option<Host
         .find(|h| h.iface.network == network && h.address == address)
 }
 
+/// A frontend address, protocol and port, and how its connections are
+/// translated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Listener {
+    pub(super) address: Ipv4Addr,
+    pub(super) protocol: u8,
+    pub(super) port: u16,
+    pub(super) nat: Nat,
+}
+
+/// The listeners of load balancer `lb` (index `index` in the file) on its
+/// frontends of the kinds `kinds` takes: each rule balanced by its group,
+/// each inbound NAT rule to its one target.
+pub(super) fn listeners(
+    topology: &Topology,
+    index: usize,
+    lb: &LoadBalancer,
+    kinds: fn(&FrontendKind) -> bool,
+) -> Vec<Listener> {
+    let wanted = |frontend: &str| lb.frontend(frontend).filter(|f| kinds(&f.kind));
+    let rules = lb.rules.iter().enumerate().filter_map(|(r, rule)| {
+        let frontend = wanted(&rule.frontend)?;
+        Some(Listener {
+            address: frontend.address,
+            protocol: protocol_number(rule.protocol),
+            port: rule.frontend_port,
+            nat: Nat::Balance {
+                group: group_of(topology, index, r),
+            },
+        })
+    });
+    let nat_rules = lb.inbound_nat_rules.iter().filter_map(|n| {
+        let frontend = wanted(&n.frontend)?;
+        Some(Listener {
+            address: frontend.address,
+            protocol: protocol_number(n.protocol),
+            port: n.frontend_port,
+            nat: Nat::Dst {
+                addr: n.target_address,
+                port: Some(n.backend_port),
+            },
+        })
+    });
+    rules.chain(nat_rules).collect()
+}
+
+/// Where the members of `lb` answer from for its frontends of the kinds
+/// `kinds` takes: (address, protocol, backend port) of each rule's pool
+/// members and each inbound NAT rule's target.
+pub(super) fn answering_members(
+    lb: &LoadBalancer,
+    kinds: fn(&FrontendKind) -> bool,
+) -> BTreeSet<(Ipv4Addr, u8, u16)> {
+    let wanted = |frontend: &str| lb.frontend(frontend).is_some_and(|f| kinds(&f.kind));
+    let mut out = BTreeSet::new();
+    for rule in lb.rules.iter().filter(|r| wanted(&r.frontend)) {
+        let Some(pool) = lb.pool(&rule.pool) else {
+            continue;
+        };
+        for m in &pool.members {
+            out.insert((m.address, protocol_number(rule.protocol), rule.backend_port));
+        }
+    }
+    for n in lb.inbound_nat_rules.iter().filter(|n| wanted(&n.frontend)) {
+        out.insert((
+            n.target_address,
+            protocol_number(n.protocol),
+            n.backend_port,
+        ));
+    }
+    out
+}
+
+fn is_public(kind: &FrontendKind) -> bool {
+    kind == &FrontendKind::Public
+}
+
 /// From the internet (table `ROUTE`, context `edge_ctx`): balanced and
 /// inbound-NAT connections to public frontends, and their delivery to the
 /// backends after conntrack (`EDGE_CT`).
@@ -99,35 +176,10 @@ pub(super) fn edge_flows(
 ) {
     let mut backends: BTreeSet<Ipv4Addr> = BTreeSet::new();
     for (index, lb) in balanced_here(b, network) {
-        for (r, rule) in lb.rules.iter().enumerate() {
-            let Some(frontend) = lb.frontend(&rule.frontend) else {
-                continue;
-            };
-            if frontend.kind != FrontendKind::Public {
-                continue;
-            }
-            let group = group_of(b.topology, index, r);
-            let listener = (frontend.address, rule.protocol, rule.frontend_port);
-            frontend_flow(b, edge_ctx, zone, listener, Nat::Balance { group });
-            if let Some(pool) = lb.pool(&rule.pool) {
-                backends.extend(pool.members.iter().map(|m| m.address));
-            }
+        for listener in listeners(b.topology, index, lb, is_public) {
+            frontend_flow(b, edge_ctx, zone, listener);
         }
-        for nat_rule in &lb.inbound_nat_rules {
-            let Some(frontend) = lb.frontend(&nat_rule.frontend) else {
-                continue;
-            };
-            if frontend.kind != FrontendKind::Public {
-                continue;
-            }
-            let listener = (frontend.address, nat_rule.protocol, nat_rule.frontend_port);
-            let dnat = Nat::Dst {
-                addr: nat_rule.target_address,
-                port: Some(nat_rule.backend_port),
-            };
-            frontend_flow(b, edge_ctx, zone, listener, dnat);
-            backends.insert(nat_rule.target_address);
-        }
+        backends.extend(answering_members(lb, is_public).iter().map(|m| m.0));
     }
     for address in backends {
         let Some(h) = host_at(b, network, address) else {
@@ -144,29 +196,23 @@ pub(super) fn edge_flows(
 }
 
 /// From the internet to a frontend's address, protocol and port: through
-/// conntrack with `nat`, then on to delivery.
-fn frontend_flow(
-    b: &mut Builder<'_>,
-    edge_ctx: Option<MetadataMatch>,
-    zone: u16,
-    (address, protocol, port): (Ipv4Addr, TransportProtocol, u16),
-    nat: Nat,
-) {
+/// conntrack with its translation, then on to delivery.
+fn frontend_flow(b: &mut Builder<'_>, edge_ctx: Option<MetadataMatch>, zone: u16, l: Listener) {
     b.flow(
         ROUTE,
         210,
         ipv4(Match {
             metadata: edge_ctx,
-            ip_dst: host_prefix(address),
-            ip_proto: Some(protocol_number(protocol)),
-            tp_dst: Some(port),
+            ip_dst: host_prefix(l.address),
+            ip_proto: Some(l.protocol),
+            tp_dst: Some(l.port),
             ..Match::default()
         }),
         vec![Action::Ct {
             zone,
             commit: true,
             table: EDGE_CT,
-            nat: Some(nat),
+            nat: Some(l.nat),
         }],
         COOKIE_BALANCE,
     );
@@ -183,29 +229,10 @@ pub(super) fn egress_flows(
     ctx: Option<MetadataMatch>,
     zone: u16,
 ) {
-    let mut sources: BTreeSet<(Ipv4Addr, u8, u16)> = BTreeSet::new();
-    for (_, lb) in balanced_here(b, network) {
-        for rule in &lb.rules {
-            if lb.frontend(&rule.frontend).map(|f| &f.kind) != Some(&FrontendKind::Public) {
-                continue;
-            }
-            let Some(pool) = lb.pool(&rule.pool) else {
-                continue;
-            };
-            for m in &pool.members {
-                sources.insert((m.address, protocol_number(rule.protocol), rule.backend_port));
-            }
-        }
-        for n in &lb.inbound_nat_rules {
-            if lb.frontend(&n.frontend).map(|f| &f.kind) == Some(&FrontendKind::Public) {
-                sources.insert((
-                    n.target_address,
-                    protocol_number(n.protocol),
-                    n.backend_port,
-                ));
-            }
-        }
-    }
+    let sources: BTreeSet<(Ipv4Addr, u8, u16)> = balanced_here(b, network)
+        .into_iter()
+        .flat_map(|(_, lb)| answering_members(lb, is_public))
+        .collect();
     let in_subnet = |address: Ipv4Addr| {
         b.topology
             .subnet(network, subnet)
@@ -279,8 +306,8 @@ pub struct ProbedGroup {
 }
 
 /// The load-balancing groups switch `name` holds: one per rule of each
-/// public load balancer it balances for, every member healthy and not
-/// draining (the probes' results change that).
+/// load balancer it balances for, every member healthy (the probes'
+/// results change that) and draining if `sdn apply` removed it.
 pub fn groups(topology: &Topology, name: &str) -> Vec<ProbedGroup> {
     let mut out = Vec::new();
     for (index, lb) in topology.load_balancers.iter().enumerate() {
@@ -313,9 +340,10 @@ pub fn groups(topology: &Topology, name: &str) -> Vec<ProbedGroup> {
                         port: Some(rule.backend_port),
                         weight: m.weight,
                         healthy: true,
-                        draining: false,
+                        draining: m.draining,
                     })
                     .collect(),
+                idle_timeout: Some(rule.idle_timeout),
             };
             out.push(ProbedGroup { spec, probe });
         }

@@ -105,6 +105,7 @@ impl CompiledRouting {
 
 pub mod balance;
 mod builder;
+mod internal_lb;
 mod internet;
 mod subnet;
 
@@ -192,6 +193,7 @@ pub fn compile(topology: &Topology, name: &str) -> CompiledRouting {
     if b.uplink {
         edge(&mut b, &mut neighbor_networks, &mut inet_subnets);
     }
+    internal_lb::internal_flows(&mut b, &contexts, &mut neighbor_networks);
     for network in &neighbor_networks {
         neighbors(&mut b, network);
     }

@@ -90,6 +90,9 @@ fn load_balancer(
     let lb = &raw.value;
     let name = lb.name.value.as_str();
     let (network, frontends) = frontends(c, cx, lb, path, claimed);
+    // A public frontend's connections come in and go back through the
+    // edge of the load balancer's own network.
+    let public = frontends.iter().any(|f| f.kind == FrontendKind::Public);
     let frontend_names: FxHashSet<&str> = lb
         .frontends
         .iter()
@@ -114,7 +117,7 @@ fn load_balancer(
     for (p, pool) in lb.backend_pools.iter().enumerate() {
         let ppath = format!("{path}.backend_pools[{p}]");
         unique.check(c, &pool.value.name, &format!("{ppath}.name"));
-        backend_pools.push(backend_pool(c, cx, &pool.value, &ppath, network.network()));
+        backend_pools.push(backend_pool(c, cx, &pool.value, &ppath, network.network(), public));
     }
     let mut unique = Unique::new(name, "probe");
     let mut probes = Vec::new();
@@ -297,14 +300,16 @@ fn protocol(c: &mut Checker<'_>, raw: &Spanned<String>, path: &str) -> Option<Tr
     )
 }
 
-/// A member or NAT target: an IPv4 host interface of `network` or a network
-/// peered with it. Its reference and address if so.
+/// A member or NAT target: an IPv4 host interface of `network` or (for a
+/// load balancer without a `public` frontend) a network peered with it. Its
+/// reference and address if so.
 fn backend(
     c: &mut Checker<'_>,
     cx: &Context<'_>,
     at: &Spanned<String>,
     path: &str,
     network: Option<&Network>,
+    public: bool,
 ) -> Option<(InterfaceRef, Ipv4Addr)> {
     let r = interface_ref(c, at, path, cx.names)?;
     let iface = cx
@@ -335,6 +340,17 @@ fn backend(
         );
         return None;
     }
+    if public && iface.network != network.name {
+        c.error(
+            at,
+            path,
+            format!(
+                "{} is in network {}, peered with {}: the members of a load balancer with a public frontend must be in its own network {} (a peered network's members can serve internal frontends)",
+                at.value, iface.network, network.name, network.name
+            ),
+        );
+        return None;
+    }
     Some((r, address))
 }
 
@@ -344,6 +360,7 @@ fn backend_pool(
     raw: &RawBackendPool,
     path: &str,
     network: Option<&Network>,
+    public: bool,
 ) -> BackendPool {
     let mut members: Vec<PoolMember> = Vec::new();
     for (m, member) in raw.members.iter().enumerate() {
@@ -364,7 +381,7 @@ fn backend_pool(
         };
         let at = &member.value.interface;
         let ipath = format!("{mpath}.interface");
-        let Some((interface, address)) = backend(c, cx, at, &ipath, network) else {
+        let Some((interface, address)) = backend(c, cx, at, &ipath, network, public) else {
             continue;
         };
         if members.iter().any(|o| o.interface == interface) {
@@ -383,6 +400,7 @@ fn backend_pool(
                 interface,
                 address,
                 weight,
+                draining: false,
             });
         }
     }
@@ -486,7 +504,15 @@ fn inbound_nat_rule(
         owner: format!("inbound NAT rule {}", raw.name.value),
     };
     listeners.claim(c, listener, parts.frontends);
-    let target = backend(c, cx, &raw.target, &format!("{path}.target"), parts.network);
+    let public = parts.frontends.iter().any(|f| f.kind == FrontendKind::Public);
+    let target = backend(
+        c,
+        cx,
+        &raw.target,
+        &format!("{path}.target"),
+        parts.network,
+        public,
+    );
     let (target, target_address) = target?;
     Some(InboundNatRule {
         name: raw.name.value.clone(),
