@@ -117,7 +117,14 @@ fn load_balancer(
     for (p, pool) in lb.backend_pools.iter().enumerate() {
         let ppath = format!("{path}.backend_pools[{p}]");
         unique.check(c, &pool.value.name, &format!("{ppath}.name"));
-        backend_pools.push(backend_pool(c, cx, &pool.value, &ppath, network.network(), public));
+        backend_pools.push(backend_pool(
+            c,
+            cx,
+            &pool.value,
+            &ppath,
+            network.network(),
+            public,
+        ));
     }
     let mut unique = Unique::new(name, "probe");
     let mut probes = Vec::new();
@@ -504,7 +511,10 @@ fn inbound_nat_rule(
         owner: format!("inbound NAT rule {}", raw.name.value),
     };
     listeners.claim(c, listener, parts.frontends);
-    let public = parts.frontends.iter().any(|f| f.kind == FrontendKind::Public);
+    let public = parts
+        .frontends
+        .iter()
+        .any(|f| f.kind == FrontendKind::Public);
     let target = backend(
         c,
         cx,
