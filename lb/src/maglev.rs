@@ -153,21 +153,30 @@ impl MaglevTable {
         const FREE: u16 = u16::MAX;
         let mut entries = vec![FREE; size as usize].into_boxed_slice();
         let mut filled = 0u64;
-        'rounds: loop {
+        // Each pass, a backend gains its weight in credit and claims one slot
+        // per `heaviest` it holds: the heaviest claim one slot a pass, the
+        // others in proportion, interleaved, so that a table that fills up
+        // mid-pass leaves no backend short by more than a slot.
+        let heaviest = u64::from(backends.iter().map(|(_, w)| *w).max().unwrap_or(1));
+        let mut credit = vec![0u64; backends.len()];
+        'passes: loop {
             for (index, (_, weight)) in backends.iter().enumerate() {
-                for _ in 0..*weight {
-                    let walk = &mut walks[index];
-                    let mut slot = walk.preference(m, exponent);
-                    while entries[slot as usize] != FREE {
-                        walk.next += 1;
-                        slot = walk.preference(m, exponent);
-                    }
-                    entries[slot as usize] = index as u16;
+                credit[index] += u64::from(*weight);
+                if credit[index] < heaviest {
+                    continue;
+                }
+                credit[index] -= heaviest;
+                let walk = &mut walks[index];
+                let mut slot = walk.preference(m, exponent);
+                while entries[slot as usize] != FREE {
                     walk.next += 1;
-                    filled += 1;
-                    if filled == m {
-                        break 'rounds;
-                    }
+                    slot = walk.preference(m, exponent);
+                }
+                entries[slot as usize] = index as u16;
+                walk.next += 1;
+                filled += 1;
+                if filled == m {
+                    break 'passes;
                 }
             }
         }
@@ -329,6 +338,31 @@ mod tests {
         let m = f64::from(DEFAULT_TABLE_SIZE);
         for (share, expected) in shares.iter().zip([0.25, 0.5, 0.25]) {
             assert!((*share as f64 / m - expected).abs() <= 0.01, "{shares:?}");
+        }
+    }
+
+    #[test]
+    fn equal_weights_of_any_size_give_equal_shares() {
+        for (n, weight) in [(100u64, 100u32), (400, 100), (700, 100), (2, 40_000)] {
+            let backends: Vec<(u64, u32)> = (0..n).map(|i| (i * 7919 + 13, weight)).collect();
+            let table = MaglevTable::build(&backends, DEFAULT_TABLE_SIZE).unwrap();
+            let shares = table.shares(n as usize);
+            let (low, high) = (
+                shares.iter().min().copied().unwrap_or(0),
+                shares.iter().max().copied().unwrap_or(0),
+            );
+            assert!(high - low <= 1, "n={n} weight={weight}: {low}..{high}");
+        }
+    }
+
+    #[test]
+    fn large_weights_keep_their_proportions() {
+        let backends = [(1, 30), (2, 90), (3, 60)];
+        let table = MaglevTable::build(&backends, DEFAULT_TABLE_SIZE).unwrap();
+        let m = f64::from(DEFAULT_TABLE_SIZE);
+        let shares = table.shares(3);
+        for (share, expected) in shares.iter().zip([1.0 / 6.0, 0.5, 1.0 / 3.0]) {
+            assert!((*share as f64 / m - expected).abs() <= 0.001, "{shares:?}");
         }
     }
 

@@ -812,7 +812,7 @@ fn probes() {
         (
             "protocol: http, port: 8080, path: healthz",
             "path",
-            "\"healthz\": want a path starting with / of visible ASCII characters, like /healthz",
+            "\"healthz\": want a path starting with / of at most 1024 visible ASCII characters, like /healthz",
         ),
         (
             "protocol: http, port: 8080, path: \"/a b\"",
@@ -1021,10 +1021,21 @@ fn frontend_ports_are_used_once() {
     let text = lb_plus_in(
         &text,
         HTTP_RULE,
-        "      - { name: http2, frontend: second, protocol: tcp, frontend_port: 80, pool: web }\n",
+        "      - { name: http2, frontend: second, protocol: tcp, frontend_port: 80, backend_port: 8080, pool: web }\n",
     );
     let topo = valid(&text);
     assert_eq!(topo.load_balancer("web-lb").unwrap().rules.len(), 2);
+    // Two rules may not send one protocol to the same port of one pool.
+    refused(
+        &text.replacen(
+            "frontend_port: 80, backend_port: 8080",
+            "frontend_port: 80",
+            1,
+        ),
+        "name: http2",
+        "load_balancers[0].rules[1].name",
+        "rule http2 sends tcp to port 80 of pool web, as rule http does: give one of them another backend_port",
+    );
 }
 
 /// `text` with `extra` added after the line `anchor`.

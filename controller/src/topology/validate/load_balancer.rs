@@ -141,10 +141,38 @@ fn load_balancer(
     let mut listeners = Listeners::default();
     let mut unique = Unique::new(name, "rule");
     let mut rules = Vec::new();
+    // What each pool's members answer on, and for which rule: two rules
+    // sending one protocol to the same members' port would share the
+    // members' side of their connections.
+    let mut sends: FxHashMap<(String, TransportProtocol, u16), String> = FxHashMap::default();
     for (r, raw_rule) in lb.rules.iter().enumerate() {
         let rpath = format!("{path}.rules[{r}]");
         unique.check(c, &raw_rule.value.name, &format!("{rpath}.name"));
-        rules.extend(rule(c, &raw_rule.value, &rpath, &parts, &mut listeners));
+        let errors = c.errors.len();
+        let Some(checked) = rule(c, &raw_rule.value, &rpath, &parts, &mut listeners) else {
+            continue;
+        };
+        if c.errors.len() > errors {
+            rules.push(checked);
+            continue;
+        }
+        let key = (checked.pool.clone(), checked.protocol, checked.backend_port);
+        if let Some(first) = sends.get(&key) {
+            c.error(
+                &raw_rule.value.name,
+                format!("{rpath}.name"),
+                format!(
+                    "rule {} sends {} to port {} of pool {}, as rule {first} does: give one of them another backend_port",
+                    checked.name,
+                    checked.protocol.name(),
+                    checked.backend_port,
+                    checked.pool
+                ),
+            );
+            continue;
+        }
+        sends.insert(key, checked.name.clone());
+        rules.push(checked);
     }
     let mut unique = Unique::new(name, "inbound NAT rule");
     let mut inbound_nat_rules = Vec::new();

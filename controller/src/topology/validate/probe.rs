@@ -45,10 +45,16 @@ fn threshold(c: &mut Checker<'_>, raw: Option<&Spanned<i64>>, path: &str) -> Opt
     }
 }
 
-/// Whether `path` may go on an HTTP request line: it starts with `/` and
-/// holds visible ASCII only (no spaces, no control characters).
+/// Longest HTTP probe path: its request goes in one segment.
+pub const MAX_PROBE_PATH: usize = 1024;
+
+/// Whether `path` may go on an HTTP request line: it starts with `/`, holds
+/// visible ASCII only (no spaces, no control characters) and is at most
+/// `MAX_PROBE_PATH` long.
 fn request_path(path: &str) -> bool {
-    path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic())
+    path.starts_with('/')
+        && path.len() <= MAX_PROBE_PATH
+        && path.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A probe, if every field is valid.
@@ -74,7 +80,7 @@ pub(super) fn probe(c: &mut Checker<'_>, raw: &RawProbe, path: &str) -> Option<P
                 p,
                 format!("{path}.path"),
                 format!(
-                    "{:?}: want a path starting with / of visible ASCII characters, like /healthz",
+                    "{:?}: want a path starting with / of at most {MAX_PROBE_PATH} visible ASCII characters, like /healthz",
                     p.value
                 ),
             );
