@@ -46,7 +46,7 @@ fn threshold(c: &mut Checker<'_>, raw: Option<&Spanned<i64>>, path: &str) -> Opt
 }
 
 /// Longest HTTP probe path: its request goes in one segment.
-pub const MAX_PROBE_PATH: usize = 1024;
+pub(super) const MAX_PROBE_PATH: usize = 1024;
 
 /// Whether `path` may go on an HTTP request line: it starts with `/`, holds
 /// visible ASCII only (no spaces, no control characters) and is at most
