@@ -41,6 +41,12 @@ impl Switch {
     }
 
     fn of(yaml: &str, name: &str) -> Switch {
+        Switch::with_ports(yaml, name, &[1, 2, 3, 65_000, UPLINK_PORT])
+    }
+
+    /// A switch of `yaml` with ports `ports`, holding its load-balancing
+    /// groups (every member up).
+    fn with_ports(yaml: &str, name: &str, ports: &[u32]) -> Switch {
         let topology = parse(yaml, Path::new("lab.yaml")).unwrap();
         let mut r = Reconciler::new();
         for spec in tables::skeleton() {
@@ -51,9 +57,12 @@ impl Switch {
         Router::for_switch(&topology, name).want(&mut r);
         let now = Instant::now();
         let mut pipeline = Pipeline::new();
-        pipeline.set_ports(&[1, 2, 3, 65_000, UPLINK_PORT]);
+        pipeline.set_ports(ports);
         for m in r.sync_all() {
             pipeline.apply_flow_mod(&m, now).unwrap();
+        }
+        for group in &Router::for_switch(&topology, name).compiled().groups {
+            pipeline.groups_mut().apply(group.spec.clone()).unwrap();
         }
         Switch {
             topology,
@@ -454,4 +463,70 @@ links:
         .build();
     let out = sw.out_of(1, &out_bound, UPLINK_PORT);
     assert_eq!(ip_of(&out).src_addr(), addr("203.0.113.6"));
+}
+
+#[test]
+fn an_internal_frontend_is_balanced_and_answered_from_its_own_address() {
+    let yaml = include_str!("../../../topologies/lb.yaml").replace("name: lb\n", "name: routing\n");
+    let mut sw = Switch::with_ports(&yaml, "sw1", &[1, 2, 3, 4, 5, 6, UPLINK_PORT]);
+    let (web1, app1, app2, jobs) = (1, 4, 5, 6);
+    // From web1's subnet, routed: DNATed to a member of the app pool.
+    let syn = FrameBuilder::tcp4("10.30.1.11:40000", "10.30.2.100:8080", b"")
+        .tcp_flags(TcpFlags::SYN)
+        .tcp_seq_ack(1, 0)
+        .src_mac(sw.mac("web1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    // (Flooded: the switch has learned no MAC in this test.)
+    let sent = sw.send(web1, &syn);
+    let out = &sent[0].bytes;
+    let ip = ip_of(out);
+    let member = ip.dst_addr();
+    let (host, port) = if member == addr("10.30.2.11") {
+        ("app1", app1)
+    } else {
+        assert_eq!(member, addr("10.30.2.12"));
+        ("app2", app2)
+    };
+    assert_eq!(&out[0..6], sw.mac(host).as_bytes());
+    assert_eq!((ip.src_addr(), ip.ttl()), (addr("10.30.1.11"), 63));
+    assert!(checksums_valid(out));
+    // The member's answer leaves from the frontend.
+    let syn_ack = FrameBuilder::tcp4(&format!("{member}:8080"), "10.30.1.11:40000", b"")
+        .tcp_flags(TcpFlags::SYN | TcpFlags::ACK)
+        .tcp_seq_ack(9, 2)
+        .src_mac(sw.mac(host))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let back = sw.out_of(port, &syn_ack, web1);
+    let ip = ip_of(&back);
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (addr("10.30.2.100"), addr("10.30.1.11"))
+    );
+    assert!(checksums_valid(&back));
+    // In the frontend's own subnet the gateway answers ARP for it.
+    let arp = FrameBuilder::arp_request(sw.mac("jobs"), "10.30.2.20", "10.30.2.100").build();
+    let reply = sw.out_of(jobs, &arp, jobs);
+    assert_eq!(
+        &reply[22..28],
+        router_mac(LAB).as_bytes(),
+        "the router's MAC"
+    );
+    // A member to its own frontend: administratively prohibited.
+    let hairpin = FrameBuilder::tcp4("10.30.2.11:40001", "10.30.2.100:8080", b"")
+        .tcp_flags(TcpFlags::SYN)
+        .tcp_seq_ack(1, 0)
+        .src_mac(sw.mac("app1"))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let refused = sw.out_of(app1, &hairpin, app1);
+    let ip = ip_of(&refused);
+    assert_eq!(refused[23], 1, "ICMP");
+    let icmp = &refused[14 + 20..];
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (3, 13),
+        "destination unreachable, administratively prohibited"
+    );
 }
