@@ -522,7 +522,11 @@ fn an_internal_frontend_is_balanced_and_answered_from_its_own_address() {
         .build();
     let refused = sw.out_of(app1, &hairpin, app1);
     let ip = ip_of(&refused);
-    assert_eq!(refused[23], 1, "ICMP");
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr(), refused[23]),
+        (addr("10.30.2.1"), addr("10.30.2.11"), 1),
+        "ICMP from the gateway"
+    );
     let icmp = &refused[14 + 20..];
     assert_eq!(
         (icmp[0], icmp[1]),
