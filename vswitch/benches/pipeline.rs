@@ -190,11 +190,179 @@ fn bench_firewall(c: &mut Criterion) {
     group.finish();
 }
 
+/// A load balancer in the shape the controller gives it: connections to
+/// 203.0.113.50:80 from port 1 go through `ct(commit,nat(lb=1))` to one of
+/// three backends (five-tuple Maglev), their answers through the tracked
+/// connection back to port 1.
+fn balancer(now: Instant) -> Pipeline {
+    use sdn_lb::{Algorithm, NoHealthyBackends};
+    use sdn_vswitch::flow::IpPrefix;
+    use sdn_vswitch::flow::action::Nat;
+    use sdn_vswitch::pipeline::balance::{GroupBackend, GroupSpec};
+    let mut p = Pipeline::new();
+    p.set_ports(&[1, 2, 3, 4]);
+    let mut add = |spec| {
+        p.apply_flow_mod(&FlowMod::add(spec), now)
+            .expect("valid flow")
+    };
+    let ct = |commit, nat| Action::Ct {
+        zone: 1,
+        commit,
+        table: 1,
+        nat: Some(nat),
+    };
+    let host = |a: [u8; 4]| Some(IpPrefix::host(std::net::Ipv4Addr::from(a).into()));
+    add(FlowSpec::new(
+        0,
+        10,
+        Match {
+            in_port: Some(1),
+            eth_type: Some(0x0800),
+            ip_proto: Some(6),
+            ip_dst: host([203, 0, 113, 50]),
+            tp_dst: Some(80),
+            ..Match::default()
+        },
+        vec![ct(true, Nat::Balance { group: 1 })],
+    ));
+    for port in 2..=4u32 {
+        add(FlowSpec::new(
+            0,
+            10,
+            Match {
+                in_port: Some(port),
+                eth_type: Some(0x0800),
+                ..Match::default()
+            },
+            vec![ct(false, Nat::Existing)],
+        ));
+        add(FlowSpec::new(
+            1,
+            10,
+            Match {
+                eth_type: Some(0x0800),
+                ip_dst: host([10, 30, 1, 9 + port as u8]),
+                ..Match::default()
+            },
+            vec![Action::Output(port)],
+        ));
+    }
+    add(FlowSpec::new(
+        1,
+        10,
+        Match {
+            eth_type: Some(0x0800),
+            ip_dst: host([198, 51, 100, 20]),
+            ..Match::default()
+        },
+        vec![Action::Output(1)],
+    ));
+    let backends = (2..=4u32)
+        .map(|port| GroupBackend {
+            id: port,
+            addr: std::net::Ipv4Addr::new(10, 30, 1, 9 + port as u8),
+            port: Some(80),
+            weight: 1,
+            healthy: true,
+            draining: false,
+        })
+        .collect();
+    p.groups_mut()
+        .apply(GroupSpec {
+            group: 1,
+            version: 1,
+            algorithm: Algorithm::FiveTupleHash,
+            no_healthy: NoHealthyBackends::Refuse,
+            backends,
+            idle_timeout: None,
+        })
+        .expect("a valid group");
+    p
+}
+
+fn bench_balancer(c: &mut Criterion) {
+    use sdn_vswitch::wire::TcpFlags;
+    let now = Instant::now();
+    let segment = |src: &str, dst: &str, flags: u16, seq: u32, ack: u32| {
+        FrameBuilder::tcp4(src, dst, &[0u8; 64])
+            .tcp_flags(flags)
+            .tcp_seq_ack(seq, ack)
+            .build()
+    };
+    let mut group = c.benchmark_group("pipeline_balanced");
+    // An established connection's packet to the frontend: one conntrack
+    // lookup and the DNAT rewrite.
+    let mut pipeline = balancer(now);
+    let mut decision = Decision::default();
+    let (client, frontend) = ("198.51.100.20:40000", "203.0.113.50:80");
+    let mut first = OwnedFrame::new(&segment(client, frontend, TcpFlags::SYN, 1, 0));
+    pipeline.process(&mut first, FrameMeta::plain(1), now, &mut decision);
+    let backend = decision.outputs[0].port;
+    let answer = segment(
+        &format!("10.30.1.{}:80", 9 + backend),
+        client,
+        TcpFlags::SYN | TcpFlags::ACK,
+        9,
+        2,
+    );
+    pipeline.process(
+        &mut OwnedFrame::new(&answer),
+        FrameMeta::plain(backend),
+        now,
+        &mut decision,
+    );
+    let data = segment(client, frontend, TcpFlags::ACK, 2, 10);
+    group.bench_function("established", |b| {
+        b.iter(|| {
+            let mut frame = OwnedFrame::new(&data);
+            pipeline.process(&mut frame, FrameMeta::plain(1), now, &mut decision);
+            black_box(decision.outputs.len())
+        })
+    });
+    // A whole short connection: SYN, SYN-ACK, ACK, and resets both ways, on
+    // a new client port each time (each first packet picks a backend).
+    let mut pipeline = balancer(now);
+    let mut port = 1024u16;
+    group.bench_function("connection", |b| {
+        b.iter(|| {
+            port = if port == u16::MAX { 1024 } else { port + 1 };
+            let client = format!("198.51.100.20:{port}");
+            let mut syn = OwnedFrame::new(&segment(&client, frontend, TcpFlags::SYN, 1, 0));
+            pipeline.process(&mut syn, FrameMeta::plain(1), now, &mut decision);
+            let Some(backend) = decision.outputs.first().map(|o| o.port) else {
+                return;
+            };
+            let server = format!("10.30.1.{}:80", 9 + backend);
+            for (frame, from) in [
+                (
+                    segment(&server, &client, TcpFlags::SYN | TcpFlags::ACK, 9, 2),
+                    backend,
+                ),
+                (segment(&client, frontend, TcpFlags::ACK, 2, 10), 1),
+                (
+                    segment(&client, frontend, TcpFlags::RST | TcpFlags::ACK, 2, 10),
+                    1,
+                ),
+            ] {
+                pipeline.process(
+                    &mut OwnedFrame::new(&frame),
+                    FrameMeta::plain(from),
+                    now,
+                    &mut decision,
+                );
+            }
+            black_box(decision.outputs.len());
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_extract,
     bench_classifier,
     bench_pipeline,
-    bench_firewall
+    bench_firewall,
+    bench_balancer
 );
 criterion_main!(benches);
