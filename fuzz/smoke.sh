@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
-targets=${*:-wire_views conntrack_packets nat_packets icmp_errors vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
+targets=${*:-wire_views conntrack_packets nat_packets icmp_errors lb_packets vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do mkdir -p "corpus/$target"; done
-mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso corpus/icmp_errors corpus/nat_packets
+mkdir -p corpus/topology corpus/pcap corpus/wire_views corpus/vlan_frame corpus/vxlan_datagram corpus/frame_pipeline corpus/gso corpus/icmp_errors corpus/nat_packets corpus/lb_packets
 cp ../topologies/*.yaml corpus/topology/
 cp ../controller/testdata/*.pcap corpus/pcap/ 2>/dev/null || true
 # Frames of the capture fixture seed the frame parsers (plain virtio-net header for gso).
@@ -75,6 +75,41 @@ for name, (src, dst, proto, body, ttl, df) in cases.items():
     open(f"corpus/icmp_errors/{name}", "wb").write(b"\x10" + frame)
 arp = bytes.fromhex("ffffffffffff" "020000000110" "0806" "0001080006040001" "020000000110") + bytes([10, 0, 1, 10]) + bytes(6) + bytes([10, 0, 1, 1])
 open("corpus/icmp_errors/arp-gw", "wb").write(b"\x10" + arp)
+# Step sequences for lb_packets: a header (each group's algorithm, then the
+# conntrack size: 0xff keeps the default) and steps, each an opcode and its
+# arguments (see the target's `Run::step`).
+syn = lambda client, port, rule=0: [1, client, port, 0, rule, 7]
+ack = lambda client, port, flags=2, rule=0: [1, client, port, flags, rule, 7]
+answer = lambda conn, kind=0: [4, conn, kind, 0]
+dns = lambda client, port: [3, client, port, 0, 8]
+later = lambda amount: [6, amount]
+# Algorithms: 0 round robin, 4 weighted, 8 least connections, 13 source IP,
+# 14 source IP and protocol, 15 five-tuple hash; weights index the target's
+# WEIGHTS (1 is 1, 3 is 2, 5 is 7).
+def group(index, version=0, algorithm=0, members=7, healthy=True, weights=(1, 3, 1), all_up=False):
+    shape = (algorithm & 7) | ((algorithm & 8) << 4) | (8 if all_up else 0) | (members << 4)
+    return [5, index | (version << 2), shape] + [w | (0 if healthy else 8) for w in weights]
+def handshakes(n, rule=0, base=0):
+    ports = range(base, base + n)
+    steps = sum((syn(p % 3, p, rule) for p in ports), [])
+    steps += sum((answer(c) for c in range(base + n)), [])
+    return steps + sum((ack(p % 3, p, 2, rule) + ack(p % 3, p, 3, rule) for p in ports), [])
+def closes(n, rule=0, base=0):
+    return sum((ack(p % 3, p, 4, rule) + answer(p, 4) + ack(p % 3, p, 2, rule) for p in range(base, base + n)), [])
+lb_seeds = {
+    "round-robin": [0, 0, 0, 0xff] + handshakes(6) + closes(6) + later(2 | (30 << 2)) + handshakes(3, 0, 6),
+    "weighted": [4, 4, 4, 0xff] + handshakes(8) + group(0, 0, 4, weights=(2, 5, 1)) + handshakes(8, 0, 8) + later(3),
+    "least-connections": [8, 8, 8, 0xff] + handshakes(6) + ack(0, 3, 5) + handshakes(4, 0, 6) + [7, 2, 1]
+        + handshakes(3, 0, 10),
+    "hashing": [13, 14, 15, 0xff] + handshakes(5) + sum((dns(c, c * 3) for c in range(4)), []) + dns(1, 9) + answer(0)
+        + group(1, 0, 15, healthy=False) + dns(2, 7) + group(1, 0, 15, healthy=False, all_up=True) + dns(2, 8)
+        + group(1, 2, 15) + group(0, 0, 13, members=0) + handshakes(3, 0, 5) + handshakes(3, 3, 8),
+    "small-table": [0, 0, 0, 2] + handshakes(8) + later(1 | (9 << 2)) + handshakes(4, 0, 8) + later(3) + [7, 4, 0],
+    "client-port-reuse": [15, 0, 0, 0xff] + syn(0, 3, 0) + answer(0) + ack(0, 3, 2, 0) + ack(0, 3, 5, 0) + syn(0, 3, 3)
+        + answer(1) + [7, 3, 1] + syn(0, 2, 5) + answer(0) + later(1 | (10 << 2)) + [7, 0, 0] + handshakes(2, 0, 4),
+}
+for name, steps in lb_seeds.items():
+    open(f"corpus/lb_packets/{name}", "wb").write(bytes(steps))
 PY
 # Build first, so that a target that does not compile fails the run.
 cargo fuzz build

@@ -27,9 +27,14 @@ pub(super) fn internet_egress(b: &mut Builder<'_>, s: usize) {
         .filter(|h| h.iface.network == network && h.iface.subnet == subnet && b.is_local(h))
         .collect();
     for h in &hosts {
-        let Some(public) = b.topology.internet.public_ip_of(h.host, &h.iface.name) else {
+        if b.topology
+            .internet
+            .public_ip_of(h.host, &h.iface.name)
+            .is_none()
+        {
             continue;
-        };
+        }
+        let way = way_out(b, &network, &subnet, Some(h), zone);
         b.flow(
             NEIGHBOR,
             20,
@@ -38,47 +43,16 @@ pub(super) fn internet_egress(b: &mut Builder<'_>, s: usize) {
                 ip_src: host_prefix(h.address),
                 ..Match::default()
             }),
-            vec![
-                check,
-                Action::Ct {
-                    zone,
-                    commit: true,
-                    table: NAT_OUT,
-                    nat: Some(Nat::Src {
-                        addr: public.address,
-                        ports: None,
-                    }),
-                },
-            ],
+            std::iter::once(check).chain(way).collect(),
             COOKIE_EGRESS,
         );
     }
-    if let Some(gw) = b.topology.internet.nat_gateway_of(&network, &subnet) {
-        let actions = if gw.switch == b.switch.name {
-            vec![
-                check,
-                Action::Ct {
-                    zone,
-                    commit: true,
-                    table: NAT_OUT,
-                    nat: Some(Nat::Src {
-                        addr: gw.address,
-                        ports: Some(gw.ports),
-                    }),
-                },
-            ]
-        } else {
-            // Relayed over the edge to the switch that translates for it.
-            vec![
-                check,
-                Action::SetField(SetField::EthSrc(
-                    b.indexes.edge_mac(&b.switch.name, &network),
-                )),
-                Action::SetField(SetField::EthDst(b.indexes.edge_mac(&gw.switch, &network))),
-                Action::PopVlan,
-                Action::Output(UPLINK_PORT),
-            ]
-        };
+    if b.topology
+        .internet
+        .nat_gateway_of(&network, &subnet)
+        .is_some()
+    {
+        let way = way_out(b, &network, &subnet, None, zone);
         b.flow(
             NEIGHBOR,
             10,
@@ -86,7 +60,7 @@ pub(super) fn internet_egress(b: &mut Builder<'_>, s: usize) {
                 metadata: ctx,
                 ..Match::default()
             }),
-            actions,
+            std::iter::once(check).chain(way).collect(),
             COOKIE_EGRESS,
         );
     }
@@ -150,6 +124,55 @@ pub(super) fn internet_egress(b: &mut Builder<'_>, s: usize) {
         via_uplink,
         COOKIE_EGRESS,
     );
+}
+
+/// How a packet from subnet `subnet` of `network` (from host `h`, if known)
+/// leaves for the internet once its size is checked: from the host's public
+/// IP, else through the subnet's NAT gateway (here, or relayed over the edge
+/// to the gateway's switch); none (empty) if it has neither.
+fn way_out(
+    b: &Builder<'_>,
+    network: &str,
+    subnet: &str,
+    h: Option<&Host<'_>>,
+    zone: u16,
+) -> Vec<Action> {
+    let public = h.and_then(|h| b.topology.internet.public_ip_of(h.host, &h.iface.name));
+    if let Some(public) = public {
+        return vec![Action::Ct {
+            zone,
+            commit: true,
+            table: NAT_OUT,
+            nat: Some(Nat::Src {
+                addr: public.address,
+                ports: None,
+            }),
+        }];
+    }
+    let Some(gw) = b.topology.internet.nat_gateway_of(network, subnet) else {
+        return Vec::new();
+    };
+    if gw.switch == b.switch.name {
+        vec![Action::Ct {
+            zone,
+            commit: true,
+            table: NAT_OUT,
+            nat: Some(Nat::Src {
+                addr: gw.address,
+                ports: Some(gw.ports),
+            }),
+        }]
+    } else {
+        // Relayed over the edge to the switch that translates for it.
+        vec![
+            Action::SetField(SetField::EthSrc(
+                b.indexes.edge_mac(&b.switch.name, network),
+            )),
+            Action::SetField(SetField::EthDst(b.indexes.edge_mac(&gw.switch, network))),
+            Action::PopVlan,
+            Action::Output(UPLINK_PORT),
+        ]
+    }
 }
 
 /// The uplink: ARP for the public addresses this switch owns, arrivals from
