@@ -534,3 +534,92 @@ fn an_internal_frontend_is_balanced_and_answered_from_its_own_address() {
         "destination unreachable, administratively prohibited"
     );
 }
+
+/// An ICMP error from `from` on the internet to `to`, quoting the first 28
+/// bytes of the IPv4 packet in `frame`, as the internet's router sends it to
+/// the switch's edge address.
+fn icmp_error_frame(
+    frame: &[u8],
+    kind: [u8; 2],
+    from: &str,
+    to: &str,
+    edge: EthernetAddress,
+) -> Vec<u8> {
+    let mut icmp = vec![kind[0], kind[1], 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&frame[14..14 + 28]);
+    let sum = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut error = Vec::new();
+    error.extend_from_slice(&edge.0);
+    error.extend_from_slice(&internet_router_mac(LAB).0);
+    error.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&addr(from).octets());
+    ip.extend_from_slice(&addr(to).octets());
+    let sum = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    error.extend_from_slice(&ip);
+    error.extend_from_slice(&icmp);
+    error
+}
+
+#[test]
+fn an_icmp_error_about_a_balanced_connection_reaches_its_backend() {
+    let yaml = include_str!("../../../topologies/lb.yaml").replace("name: lb\n", "name: routing\n");
+    let mut sw = Switch::with_ports(&yaml, "sw1", &[1, 2, 3, 4, 5, 6, UPLINK_PORT]);
+    let edge = edge_mac(LAB, "sw1", "hub");
+    let syn = FrameBuilder::tcp4("198.51.100.20:40000", "203.0.113.50:80", b"")
+        .tcp_flags(TcpFlags::SYN)
+        .tcp_seq_ack(1, 0)
+        .src_mac(internet_router_mac(LAB))
+        .dst_mac(edge)
+        .build();
+    let sent = sw.send(UPLINK_PORT, &syn);
+    let backend = ip_of(&sent[0].bytes).dst_addr();
+    let port = sent[0].port;
+    // The backend's answer leaves from the frontend...
+    let host = match backend.octets()[3] {
+        11 => "web1",
+        12 => "web2",
+        _ => "web3",
+    };
+    let answer = FrameBuilder::tcp4(&format!("{backend}:80"), "198.51.100.20:40000", b"")
+        .tcp_flags(TcpFlags::SYN | TcpFlags::ACK)
+        .tcp_seq_ack(9, 2)
+        .src_mac(sw.mac(host))
+        .dst_mac(router_mac(LAB))
+        .build();
+    let out = sw.out_of(port, &answer, UPLINK_PORT);
+    assert_eq!(ip_of(&out).src_addr(), addr("203.0.113.50"));
+    // ... and a router's "fragmentation needed" about it reaches the
+    // backend, addressed to it and quoting its own addresses.
+    let error = icmp_error_frame(&out, [3, 4], "198.51.100.1", "203.0.113.50", edge);
+    let delivered = sw.out_of(UPLINK_PORT, &error, port);
+    let outer = ip_of(&delivered);
+    assert_eq!(outer.dst_addr(), backend);
+    assert!(checksums_valid(&delivered));
+    let quoted = &outer.payload()[8..];
+    assert_eq!(
+        &quoted[12..16],
+        &backend.octets(),
+        "the quoted source is the backend"
+    );
+}
+
+#[test]
+fn a_tagged_frame_from_the_internet_is_no_relay() {
+    let yaml = include_str!("../../../topologies/lb.yaml").replace("name: lb\n", "name: routing\n");
+    let mut sw = Switch::with_ports(&yaml, "sw1", &[1, 2, 3, 4, 5, 6, UPLINK_PORT]);
+    // Tagged with web1's relay id, from the internet's router: not a frame
+    // another switch relays (there is none), so it reaches no host.
+    let frame = FrameBuilder::tcp4("198.51.100.20:40000", "10.30.1.11:22", b"")
+        .tcp_flags(TcpFlags::SYN)
+        .tcp_seq_ack(1, 0)
+        .src_mac(internet_router_mac(LAB))
+        .dst_mac(edge_mac(LAB, "sw1", "hub"))
+        .vlan(1, 0)
+        .build();
+    let sent = sw.send(UPLINK_PORT, &frame);
+    assert!(sent.is_empty(), "{sent:?}");
+}

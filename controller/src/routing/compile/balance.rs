@@ -179,6 +179,33 @@ pub(super) fn edge_flows(
         for listener in listeners(b.topology, index, lb, is_public) {
             frontend_flow(b, edge_ctx, zone, listener);
         }
+        // ICMP errors about a balanced connection (a router on the way
+        // saying the backend's answer is too big, say) reach its backend.
+        let frontends: BTreeSet<Ipv4Addr> = lb
+            .frontends
+            .iter()
+            .filter(|f| is_public(&f.kind))
+            .map(|f| f.address)
+            .collect();
+        for address in frontends {
+            b.flow(
+                ROUTE,
+                205,
+                ipv4(Match {
+                    metadata: edge_ctx,
+                    ip_dst: host_prefix(address),
+                    ip_proto: Some(ICMP),
+                    ..Match::default()
+                }),
+                vec![Action::Ct {
+                    zone,
+                    commit: false,
+                    table: EDGE_CT,
+                    nat: Some(Nat::Existing),
+                }],
+                COOKIE_BALANCE,
+            );
+        }
         backends.extend(answering_members(lb, is_public).iter().map(|m| m.0));
     }
     for address in backends {

@@ -285,21 +285,26 @@ pub(super) fn edge(
             .filter(|h| h.iface.network == network && b.is_local(h))
             .filter(|h| h.relay_vid <= MAX_RELAY_VID)
             .collect();
+        // Only from the other switches' edge addresses: a tagged frame from
+        // anyone else on the edge is no relay.
         for h in &relayed {
             let Some(here) = b.deliver_here(h, b.gateway_of(h.iface)) else {
                 continue;
             };
-            let actions = std::iter::once(Action::PopVlan).chain(here).collect();
-            b.flow(
-                CLASSIFY,
-                160,
-                Match {
-                    vlan: Some(VlanMatch::Vid(h.relay_vid)),
-                    ..to_me.clone()
-                },
-                actions,
-                COOKIE_DELIVER,
-            );
+            let actions: Vec<Action> = std::iter::once(Action::PopVlan).chain(here).collect();
+            for peer in &peers {
+                b.flow(
+                    CLASSIFY,
+                    160,
+                    Match {
+                        eth_src: Some(MacMatch::exact(b.indexes.edge_mac(peer, &network))),
+                        vlan: Some(VlanMatch::Vid(h.relay_vid)),
+                        ..to_me.clone()
+                    },
+                    actions.clone(),
+                    COOKIE_DELIVER,
+                );
+            }
         }
         // From the internet: DNAT to a public IP's host, un-NAT of a NAT
         // gateway's connections; conntrack decides in EDGE_CT.
