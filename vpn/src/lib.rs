@@ -1,0 +1,10 @@
+//! The project's IPsec core, sans-IO: bytes and sequence numbers in,
+//! decisions out; no sockets, no clock reads.
+//!
+//! - [`replay`]: the anti-replay window of an inbound SA (RFC 4303 §3.4.3).
+//! - [`esp`]: ESP (RFC 4303) security associations in tunnel mode with
+//!   AEAD ciphers: AES-GCM with a 16-byte ICV (RFC 4106) and
+//!   ChaCha20-Poly1305 (RFC 7634), sealing and opening packets in place.
+
+pub mod esp;
+pub mod replay;
