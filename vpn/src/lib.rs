@@ -7,4 +7,5 @@
 //!   ChaCha20-Poly1305 (RFC 7634), sealing and opening packets in place.
 
 pub mod esp;
+pub mod fuzzing;
 pub mod replay;
