@@ -5,7 +5,9 @@
 //! - [`esp`]: ESP (RFC 4303) security associations in tunnel mode with
 //!   AEAD ciphers: AES-GCM with a 16-byte ICV (RFC 4106) and
 //!   ChaCha20-Poly1305 (RFC 7634), sealing and opening packets in place.
+//! - [`ike`]: IKEv2 (RFC 7296): so far its key derivation.
 
 pub mod esp;
 pub mod fuzzing;
+pub mod ike;
 pub mod replay;
