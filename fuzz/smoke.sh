@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
-targets=${*:-wire_views conntrack_packets nat_packets icmp_errors lb_packets vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap esp_open}
+targets=${*:-wire_views conntrack_packets nat_packets icmp_errors lb_packets vlan_frame vxlan_datagram vxlan_gro frame_pipeline gso southbound_message switch_message topology pcap esp_open ike_message}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do mkdir -p "corpus/$target"; done

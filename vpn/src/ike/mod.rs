@@ -1,5 +1,6 @@
 //! IKEv2 (RFC 7296). So far: the key derivation an IKE SA and its child
-//! SAs share ([`keys`]). The exchanges, payloads and state machines build
-//! on it.
+//! SAs share ([`keys`]) and messages as views over their bytes
+//! ([`message`]). The exchanges and state machines build on them.
 
 pub mod keys;
+pub mod message;
