@@ -1,6 +1,7 @@
 //! IKEv2 (RFC 7296). So far: the key derivation an IKE SA and its child
-//! SAs share ([`keys`]) and messages as views over their bytes
-//! ([`message`]). The exchanges and state machines build on them.
+//! SAs share ([`keys`]), messages as views over their bytes
+//! ([`message`]) and the encrypted payload ([`sk`]). The exchanges and state machines build on them.
 
 pub mod keys;
 pub mod message;
+pub mod sk;
