@@ -1,6 +1,7 @@
-//! IKEv2 (RFC 7296). So far: Curve25519 key exchange ([`dh`]), the key derivation an IKE SA and its child
-//! SAs share ([`keys`]), messages as views over their bytes
-//! ([`message`]) and the encrypted payload ([`sk`]). The exchanges and state machines build on them.
+//! IKEv2 (RFC 7296). So far: Curve25519 key exchange ([`dh`]), the key
+//! derivation an IKE SA and its child SAs share ([`keys`]), messages as
+//! views over their bytes ([`message`]) and the encrypted payload ([`sk`]).
+//! The exchanges and state machines build on them.
 
 pub mod dh;
 pub mod keys;
