@@ -1,11 +1,13 @@
 //! IKEv2 (RFC 7296). So far: Curve25519 key exchange ([`dh`]), the key
 //! derivation an IKE SA and its child SAs share ([`keys`]), messages as
 //! views over their bytes ([`message`]), SA proposals offered and chosen
-//! ([`proposal`]) and the encrypted payload ([`sk`]).
-//! The exchanges and state machines build on them.
+//! ([`proposal`]), the encrypted payload ([`sk`]) and the IKE_SA_INIT
+//! exchange ([`sa_init`]). The other exchanges and the state machine that
+//! retransmits and rekeys build on them.
 
 pub mod dh;
 pub mod keys;
 pub mod message;
 pub mod proposal;
+pub mod sa_init;
 pub mod sk;
