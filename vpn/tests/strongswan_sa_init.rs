@@ -1,0 +1,243 @@
+//! IKE_SA_INIT against a real IKEv2 peer: strongSwan's charon, as a
+//! responder in a namespace of its own, answers this crate's request, and
+//! the answer reads as an agreed IKE SA (AES-256-GCM-16, PRF-HMAC-SHA256,
+//! Curve25519). Needs root and charon (`apt-get install strongswan-charon
+//! strongswan-swanctl`); skips, saying why, without them. The namespaces are
+//! named after the process and removed by the guard, also on failure.
+
+use sdn_vpn::esp::Cipher;
+use sdn_vpn::ike::dh::KeyPair;
+use sdn_vpn::ike::sa_init::{NONCE_LEN, read_response, request};
+use std::net::{SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHARON: &str = "/usr/lib/ipsec/charon";
+const OURS: &str = "192.0.2.1";
+const THEIRS: &str = "192.0.2.2";
+
+/// Two namespaces joined by a veth, charon running in the second.
+struct Lab {
+    ours: String,
+    theirs: String,
+    dir: PathBuf,
+    charon: Option<Child>,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip runs");
+    assert!(status.success(), "ip {args:?}");
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = std::process::id() % 100_000;
+        let lab = Lab {
+            ours: format!("ssi{tag}a"),
+            theirs: format!("ssi{tag}b"),
+            dir: std::env::temp_dir().join(format!("ssi{tag}")),
+            charon: None,
+        };
+        for ns in [&lab.ours, &lab.theirs] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "link",
+            "add",
+            "ul0",
+            "netns",
+            &lab.ours,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ul0",
+            "netns",
+            &lab.theirs,
+        ]);
+        for (ns, address) in [(&lab.ours, OURS), (&lab.theirs, THEIRS)] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "ul0",
+            ]);
+            ip(&["-n", ns, "link", "set", "ul0", "up"]);
+        }
+        lab
+    }
+
+    /// Starts charon as a responder for our address with a pre-shared key.
+    fn start_charon(&mut self) {
+        let run = self.dir.join("run");
+        std::fs::create_dir_all(&run).expect("run dir");
+        let conf = self.dir.join("strongswan.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "charon {{\n  load = random nonce aes sha1 sha2 hmac gcm curve25519 openssl kdf kernel-libipsec kernel-netlink socket-default vici\n  filelog {{ stderr {{ default = 1 }} }}\n  plugins {{ vici {{ socket = unix://{}/charon.vici }} }}\n}}\n",
+                run.display()
+            ),
+        )
+        .expect("strongswan.conf");
+        std::fs::write(
+            self.dir.join("swanctl.conf"),
+            format!(
+                "connections {{\n  lab {{\n    version = 2\n    local_addrs = {THEIRS}\n    remote_addrs = {OURS}\n    proposals = aes256gcm16-prfsha256-x25519\n    local {{ auth = psk\n id = {THEIRS} }}\n    remote {{ auth = psk\n id = {OURS} }}\n    children {{ net {{ local_ts = 10.82.0.0/24\n remote_ts = 10.81.0.0/24\n esp_proposals = aes256gcm16 }} }}\n  }}\n}}\nsecrets {{ ike-1 {{ id-1 = {OURS}\n id-2 = {THEIRS}\n secret = \"a-shared-secret-for-the-lab-only\" }} }}\n"
+            ),
+        )
+        .expect("swanctl.conf");
+        let log = std::fs::File::create(self.dir.join("charon.log")).expect("log");
+        let script = format!(
+            "mount --bind {} /run && STRONGSWAN_CONF={} exec {CHARON}",
+            run.display(),
+            conf.display()
+        );
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.theirs,
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("charon starts");
+        self.charon = Some(child);
+        let vici = run.join("charon.vici");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !vici.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "charon's vici socket: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let loaded = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.theirs,
+                "swanctl",
+                "--load-all",
+                "--uri",
+            ])
+            .arg(format!("unix://{}", vici.display()))
+            .arg("--file")
+            .arg(self.dir.join("swanctl.conf"))
+            .output()
+            .expect("swanctl runs");
+        assert!(
+            loaded.status.success(),
+            "swanctl --load-all: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.charon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.ours, &self.theirs] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").arg(pid).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A UDP socket bound to `at` inside namespace `ns` (entered on a thread
+/// of its own; the socket stays in it).
+fn socket_in(ns: &str, at: SocketAddrV4) -> UdpSocket {
+    let path = Path::new("/var/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("netns file");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        let entered = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns");
+        UdpSocket::bind(at).expect("bind")
+    })
+    .join()
+    .expect("socket thread")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn strongswan_answers_our_ike_sa_init() {
+    if !is_root() || !Path::new(CHARON).exists() {
+        eprintln!(
+            "skipped: needs root and {CHARON} (apt-get install strongswan-charon strongswan-swanctl)"
+        );
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_charon();
+    let local: SocketAddrV4 = format!("{OURS}:500").parse().unwrap();
+    let remote: SocketAddrV4 = format!("{THEIRS}:500").parse().unwrap();
+    let socket = socket_in(&lab.ours, local);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let pair = KeyPair::generate().unwrap();
+    let nonce: Vec<u8> = (0..NONCE_LEN as u8).collect();
+    let ciphers = [Cipher::Aes256Gcm16, Cipher::Aes128Gcm16];
+    let sent = request(
+        0x5d00_0000_0000_0001,
+        &pair,
+        &nonce,
+        &ciphers,
+        None,
+        local,
+        remote,
+    );
+    let mut buffer = [0u8; 4096];
+    let mut answer = None;
+    for _ in 0..10 {
+        socket.send_to(&sent.bytes, remote).expect("send");
+        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
+            answer = Some(buffer[..n].to_vec());
+            break;
+        }
+    }
+    let answer = answer.unwrap_or_else(|| panic!("no answer from charon: {}", lab.log()));
+    let agreed = read_response(&sent, &answer, &pair, &ciphers, remote, local)
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    assert_eq!(agreed.cipher, Cipher::Aes256Gcm16);
+    assert_ne!(agreed.spi_r, 0);
+    // With kernel-libipsec charon fakes a NAT (a wrong NATD_S_IP hash) so
+    // that ESP travels in UDP 4500; our NAT detection sees it.
+    assert!(lab.log().contains("faking NAT situation"), "{}", lab.log());
+    assert!(agreed.nat, "the faked NAT is detected");
+    assert!(
+        !lab.log().contains("remote host is behind NAT"),
+        "our own NAT detection hashes are what charon computes"
+    );
+    assert_eq!(agreed.keys.sk_ei.len(), 36);
+}
