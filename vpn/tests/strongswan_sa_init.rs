@@ -1,11 +1,14 @@
-//! IKE_SA_INIT against a real IKEv2 peer: strongSwan's charon, as a
-//! responder in a namespace of its own, answers this crate's request, and
-//! the answer reads as an agreed IKE SA (AES-256-GCM-16, PRF-HMAC-SHA256,
-//! Curve25519). Needs root and charon (`apt-get install strongswan-charon
+//! IKE_SA_INIT and IKE_AUTH against a real IKEv2 peer: strongSwan's
+//! charon, as a responder in a namespace of its own, answers this crate's
+//! requests; the answers read as an agreed IKE SA (AES-256-GCM-16,
+//! PRF-HMAC-SHA256, Curve25519) and a first child SA whose AUTH verifies
+//! under the pre-shared key, and charon logs both as established. A wrong
+//! key establishes nothing. Needs root and charon (`apt-get install strongswan-charon
 //! strongswan-swanctl`); skips, saying why, without them. The namespaces are
 //! named after the process and removed by the guard, also on failure.
 
 use sdn_vpn::esp::Cipher;
+use sdn_vpn::ike::auth::{AuthParams, auth_request, read_auth_response};
 use sdn_vpn::ike::dh::KeyPair;
 use sdn_vpn::ike::sa_init::{NONCE_LEN, read_response, request};
 use std::net::{SocketAddrV4, UdpSocket};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 const CHARON: &str = "/usr/lib/ipsec/charon";
 const OURS: &str = "192.0.2.1";
 const THEIRS: &str = "192.0.2.2";
+const PSK: &str = "a-shared-secret-for-the-lab-only";
 
 /// Two namespaces joined by a veth, charon running in the second.
 struct Lab {
@@ -32,7 +36,9 @@ fn ip(args: &[&str]) {
 
 impl Lab {
     fn new() -> Lab {
-        let tag = std::process::id() % 100_000;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
         let lab = Lab {
             ours: format!("ssi{tag}a"),
             theirs: format!("ssi{tag}b"),
@@ -69,6 +75,32 @@ impl Lab {
             ]);
             ip(&["-n", ns, "link", "set", "ul0", "up"]);
         }
+        // charon's site, whose address its tunnel routes from.
+        ip(&[
+            "link",
+            "add",
+            "site0",
+            "netns",
+            &lab.theirs,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "site1",
+            "netns",
+            &lab.theirs,
+        ]);
+        ip(&[
+            "-n",
+            &lab.theirs,
+            "addr",
+            "add",
+            "10.82.0.1/24",
+            "dev",
+            "site0",
+        ]);
+        ip(&["-n", &lab.theirs, "link", "set", "site0", "up"]);
+        ip(&["-n", &lab.theirs, "link", "set", "site1", "up"]);
         lab
     }
 
@@ -240,4 +272,114 @@ fn strongswan_answers_our_ike_sa_init() {
         "our own NAT detection hashes are what charon computes"
     );
     assert_eq!(agreed.keys.sk_ei.len(), 36);
+
+    // IKE_AUTH, on port 4500 behind the non-ESP marker (a NAT was seen).
+    let float_local: SocketAddrV4 = format!("{OURS}:4500").parse().unwrap();
+    let float_remote: SocketAddrV4 = format!("{THEIRS}:4500").parse().unwrap();
+    let floated = socket_in(&lab.ours, float_local);
+    floated
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let params = AuthParams {
+        id: OURS.parse().unwrap(),
+        psk: PSK.as_bytes(),
+        local: ("10.81.0.0".parse().unwrap(), 24),
+        remote: ("10.82.0.0".parse().unwrap(), 24),
+        ciphers: &ciphers,
+        spi: 0xc1d0_0001,
+    };
+    let auth = auth_request(&agreed, &sent.bytes, &params).unwrap();
+    let marked = [&[0u8; 4][..], &auth.bytes].concat();
+    let mut answered = None;
+    for _ in 0..10 {
+        floated.send_to(&marked, float_remote).expect("send");
+        if let Ok((n, _)) = floated.recv_from(&mut buffer) {
+            answered = Some(buffer[..n].to_vec());
+            break;
+        }
+    }
+    let answered = answered.unwrap_or_else(|| panic!("no IKE_AUTH answer: {}", lab.log()));
+    assert_eq!(&answered[..4], &[0; 4], "the non-ESP marker");
+    let child = read_auth_response(&agreed, &answer, &auth, &answered[4..], &params)
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    assert_eq!(child.cipher, Cipher::Aes256Gcm16);
+    assert_ne!(child.peer_spi, 0);
+    assert_eq!(child.keys_i_to_r.len(), 36);
+    assert_eq!(child.ts_local[0].start.to_string(), "10.81.0.0");
+    assert_eq!(child.ts_remote[0].end.to_string(), "10.82.0.255");
+    let log = lab.log();
+    assert!(log.contains("IKE_SA lab[1] established"), "{log}");
+    assert!(log.contains("CHILD_SA net{1} established"), "{log}");
+}
+
+#[test]
+fn a_wrong_pre_shared_key_establishes_nothing() {
+    if !is_root() || !Path::new(CHARON).exists() {
+        eprintln!("skipped: needs root and {CHARON}");
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_charon();
+    let local: SocketAddrV4 = format!("{OURS}:500").parse().unwrap();
+    let remote: SocketAddrV4 = format!("{THEIRS}:500").parse().unwrap();
+    let socket = socket_in(&lab.ours, local);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let pair = KeyPair::generate().unwrap();
+    let ciphers = [Cipher::Aes256Gcm16];
+    let sent = request(
+        0x5d00_0000_0000_0002,
+        &pair,
+        &[7; NONCE_LEN],
+        &ciphers,
+        None,
+        local,
+        remote,
+    );
+    let mut buffer = [0u8; 4096];
+    let mut answer = None;
+    for _ in 0..10 {
+        socket.send_to(&sent.bytes, remote).expect("send");
+        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
+            answer = Some(buffer[..n].to_vec());
+            break;
+        }
+    }
+    let answer = answer.expect("an IKE_SA_INIT answer");
+    let agreed = read_response(&sent, &answer, &pair, &ciphers, remote, local).unwrap();
+    let floated = socket_in(&lab.ours, format!("{OURS}:4500").parse().unwrap());
+    floated
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let params = AuthParams {
+        id: OURS.parse().unwrap(),
+        psk: b"not the lab's key",
+        local: ("10.81.0.0".parse().unwrap(), 24),
+        remote: ("10.82.0.0".parse().unwrap(), 24),
+        ciphers: &ciphers,
+        spi: 0xc1d0_0002,
+    };
+    let auth = auth_request(&agreed, &sent.bytes, &params).unwrap();
+    let marked = [&[0u8; 4][..], &auth.bytes].concat();
+    let float_remote: SocketAddrV4 = format!("{THEIRS}:4500").parse().unwrap();
+    let mut answered = None;
+    for _ in 0..6 {
+        floated.send_to(&marked, float_remote).expect("send");
+        if let Ok((n, _)) = floated.recv_from(&mut buffer) {
+            answered = Some(buffer[..n].to_vec());
+            break;
+        }
+    }
+    if let Some(a) = answered {
+        // charon answers AUTHENTICATION_FAILED (24).
+        let refused = read_auth_response(&agreed, &answer, &auth, &a[4..], &params);
+        assert!(refused.is_err(), "{refused:?}");
+    }
+    let log = lab.log();
+    assert!(!log.contains("CHILD_SA net{1} established"), "{log}");
+    assert!(
+        log.contains("MAC mismatched") && log.contains("N(AUTH_FAILED)"),
+        "charon says why: {log}"
+    );
 }

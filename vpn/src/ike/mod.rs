@@ -1,10 +1,13 @@
 //! IKEv2 (RFC 7296). So far: Curve25519 key exchange ([`dh`]), the key
 //! derivation an IKE SA and its child SAs share ([`keys`]), messages as
 //! views over their bytes ([`message`]), SA proposals offered and chosen
-//! ([`proposal`]), the encrypted payload ([`sk`]) and the IKE_SA_INIT
-//! exchange ([`sa_init`]). The other exchanges and the state machine that
-//! retransmits and rekeys build on them.
+//! ([`proposal`]), the encrypted payload ([`sk`]), the IKE_SA_INIT
+//! exchange ([`sa_init`]) and the initiator's IKE_AUTH with a pre-shared
+//! key ([`auth`]). The responder's IKE_AUTH, CREATE_CHILD_SA,
+//! INFORMATIONAL and the state machine that retransmits and rekeys build
+//! on them.
 
+pub mod auth;
 pub mod dh;
 pub mod keys;
 pub mod message;

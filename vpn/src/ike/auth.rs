@@ -1,0 +1,236 @@
+//! The IKE_AUTH exchange with pre-shared keys (RFC 7296 §1.2, §2.15),
+//! initiator side: the encrypted request (IDi, AUTH, SA for the first
+//! child, TSi, TSr) and the reading of the answer (IDr, AUTH checked, the
+//! chosen child SA and its traffic selectors), which yields the first child
+//! SA's keys.
+
+use super::keys::{Secret, auth_matches, child_keymat, prf, psk_auth};
+use super::message::{
+    Header, Message, Notify, TS_IPV4, TrafficSelector, VERSION, emit_payload, exchange, flags,
+    parse_chain, payload, proposals, traffic_selectors,
+};
+use super::proposal::{EspChoice, choose_esp, esp_offer};
+use super::sa_init::Agreed;
+use super::sk::{SkError, SkKey};
+use crate::esp::Cipher;
+use std::net::Ipv4Addr;
+
+/// ID types (§3.5).
+pub const ID_IPV4_ADDR: u8 = 1;
+/// AUTH method: shared key message integrity code.
+pub const AUTH_SHARED_KEY: u8 = 2;
+
+/// Why an IKE_AUTH answer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Not well formed, or not the answer expected.
+    #[error("not the IKE_AUTH answer expected")]
+    Unexpected,
+    /// The encrypted payload does not open.
+    #[error("the encrypted payload: {0}")]
+    Sealed(#[from] SkError),
+    /// A payload the exchange needs is missing or malformed.
+    #[error("missing or malformed {0} payload")]
+    Missing(&'static str),
+    /// The peer's AUTH does not verify: another pre-shared key.
+    #[error("the peer's AUTH does not verify (another pre-shared key?)")]
+    Authentication,
+    /// The peer refused with a notify.
+    #[error("refused by the peer (notify {0})")]
+    Refused(u16),
+    /// The child SA proposal it chose is not one we offered.
+    #[error("no acceptable child SA proposal")]
+    NoProposal,
+}
+
+/// The first child SA: what it protects and its keys each way.
+#[derive(Debug)]
+pub struct ChildSa {
+    /// The chosen cipher.
+    pub cipher: Cipher,
+    /// The SPI we receive under.
+    pub our_spi: u32,
+    /// The SPI the peer receives under.
+    pub peer_spi: u32,
+    /// Our side's traffic.
+    pub ts_local: Vec<TrafficSelector>,
+    /// The peer's side's traffic.
+    pub ts_remote: Vec<TrafficSelector>,
+    /// Keying material for what the initiator sends.
+    pub keys_i_to_r: Secret,
+    /// Keying material for what the responder sends.
+    pub keys_r_to_i: Secret,
+}
+
+/// A prefix as the single IPv4 traffic selector of a TS payload body.
+pub fn ts_body(prefix: Ipv4Addr, len: u8) -> Vec<u8> {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
+    let start = u32::from(prefix) & mask;
+    let end = start | !mask;
+    let mut body = vec![1, 0, 0, 0, TS_IPV4, 0, 0, 16, 0, 0, 0xff, 0xff];
+    body.extend_from_slice(&start.to_be_bytes());
+    body.extend_from_slice(&end.to_be_bytes());
+    body
+}
+
+fn id_body(address: Ipv4Addr) -> Vec<u8> {
+    let mut body = vec![ID_IPV4_ADDR, 0, 0, 0];
+    body.extend_from_slice(&address.octets());
+    body
+}
+
+/// What the initiator sent in IKE_AUTH and keeps to read the answer.
+#[derive(Debug)]
+pub struct AuthRequest {
+    /// The message, encrypted.
+    pub bytes: Vec<u8>,
+    /// The SPI our child SA receives under.
+    pub our_spi: u32,
+}
+
+/// What an IKE_AUTH request asks for.
+#[derive(Debug, Clone)]
+pub struct AuthParams<'a> {
+    /// Our identity (an IPv4 address, as `id = <address>` in strongSwan).
+    pub id: Ipv4Addr,
+    /// The pre-shared key.
+    pub psk: &'a [u8],
+    /// Our side's prefix.
+    pub local: (Ipv4Addr, u8),
+    /// The peer's side's prefix.
+    pub remote: (Ipv4Addr, u8),
+    /// Child SA ciphers, by preference.
+    pub ciphers: &'a [Cipher],
+    /// The SPI our child SA receives under.
+    pub spi: u32,
+}
+
+/// The initiator's IKE_AUTH request (message ID 1) after `agreed`, the
+/// IKE_SA_INIT exchange whose request was `init_request`.
+///
+/// # Errors
+/// From sealing.
+pub fn auth_request(
+    agreed: &Agreed,
+    init_request: &[u8],
+    params: &AuthParams<'_>,
+) -> Result<AuthRequest, AuthError> {
+    let id = id_body(params.id);
+    let maced_id = prf(&agreed.keys.sk_pi, &id);
+    let signed = [init_request, &agreed.nonce_r, &maced_id].concat();
+    let mut auth = vec![AUTH_SHARED_KEY, 0, 0, 0];
+    auth.extend_from_slice(&psk_auth(params.psk, &signed));
+    let parts = [
+        (payload::IDI, id),
+        (payload::AUTH, auth),
+        (payload::SA, esp_offer(params.ciphers, params.spi, false)),
+        (payload::TSI, ts_body(params.local.0, params.local.1)),
+        (payload::TSR, ts_body(params.remote.0, params.remote.1)),
+    ];
+    let mut inner = Vec::new();
+    for (i, (_, body)) in parts.iter().enumerate() {
+        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
+        emit_payload(&mut inner, next, body).ok_or(AuthError::Unexpected)?;
+    }
+    let header = Header {
+        spi_i: agreed.spi_i,
+        spi_r: agreed.spi_r,
+        next_payload: payload::SK,
+        version: VERSION,
+        exchange: exchange::IKE_AUTH,
+        flags: flags::INITIATOR,
+        message_id: 1,
+        length: 0,
+    };
+    let key = SkKey::new(agreed.cipher, &agreed.keys.sk_ei)?;
+    let bytes = key.seal(header, payload::IDI, &inner, 1)?;
+    Ok(AuthRequest {
+        bytes,
+        our_spi: params.spi,
+    })
+}
+
+/// Reads the responder's IKE_AUTH answer: opens it, checks the
+/// responder's AUTH over `init_response` (the IKE_SA_INIT answer's bytes),
+/// and takes the child SA it chose.
+///
+/// # Errors
+/// Why the answer is not taken.
+pub fn read_auth_response(
+    agreed: &Agreed,
+    init_response: &[u8],
+    sent: &AuthRequest,
+    answer: &[u8],
+    params: &AuthParams<'_>,
+) -> Result<ChildSa, AuthError> {
+    let mut bytes = answer.to_vec();
+    let m = Message::parse(&bytes).map_err(|_| AuthError::Unexpected)?;
+    let h = m.header;
+    if h.exchange != exchange::IKE_AUTH
+        || !h.is_response()
+        || h.message_id != 1
+        || h.spi_i != agreed.spi_i
+        || h.spi_r != agreed.spi_r
+    {
+        return Err(AuthError::Unexpected);
+    }
+    let sk = m.find(payload::SK).ok_or(AuthError::Missing("SK"))?.clone();
+    let key = SkKey::new(agreed.cipher, &agreed.keys.sk_er)?;
+    let chain = key.open(&mut bytes, sk.body)?;
+    let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
+        .map_err(|_| AuthError::Missing("inner"))?;
+    let body = |kind: u8| {
+        inner
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| &bytes[p.body.clone()])
+    };
+    for n in inner.iter().filter(|p| p.kind == payload::NOTIFY) {
+        if let Ok(notify) = Notify::parse(&bytes[n.body.clone()])
+            && notify.kind < 16384
+        {
+            return Err(AuthError::Refused(notify.kind));
+        }
+    }
+    let idr = body(payload::IDR).ok_or(AuthError::Missing("IDr"))?;
+    let auth = body(payload::AUTH).ok_or(AuthError::Missing("AUTH"))?;
+    let [AUTH_SHARED_KEY, _, _, _, mac @ ..] = auth else {
+        return Err(AuthError::Missing("AUTH"));
+    };
+    let maced_id = prf(&agreed.keys.sk_pr, idr);
+    let signed = [init_response, &agreed.nonce_i, &maced_id].concat();
+    if !auth_matches(mac, &psk_auth(params.psk, &signed)) {
+        return Err(AuthError::Authentication);
+    }
+    let sa = body(payload::SA).ok_or(AuthError::Missing("SA"))?;
+    let chosen = proposals(sa).map_err(|_| AuthError::Missing("SA"))?;
+    let choice: EspChoice = choose_esp(&chosen, params.ciphers).ok_or(AuthError::NoProposal)?;
+    let ts_i = body(payload::TSI)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(AuthError::Missing("TSi"))?;
+    let ts_r = body(payload::TSR)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(AuthError::Missing("TSr"))?;
+    let len = choice.cipher.keymat_len();
+    let (keys_i_to_r, keys_r_to_i) = child_keymat(
+        &agreed.keys.sk_d,
+        None,
+        &agreed.nonce_i,
+        &agreed.nonce_r,
+        len,
+    )
+    .ok_or(AuthError::Unexpected)?;
+    Ok(ChildSa {
+        cipher: choice.cipher,
+        our_spi: sent.our_spi,
+        peer_spi: choice.peer_spi,
+        ts_local: ts_i,
+        ts_remote: ts_r,
+        keys_i_to_r,
+        keys_r_to_i,
+    })
+}
