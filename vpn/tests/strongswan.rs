@@ -443,3 +443,161 @@ fn a_wrong_pre_shared_key_establishes_nothing() {
         "charon says why: {log}"
     );
 }
+
+/// The first datagram on `socket` within `wait`.
+fn receive(socket: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddrV4)> {
+    let deadline = Instant::now() + wait;
+    let mut buffer = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok((n, std::net::SocketAddr::V4(from))) = socket.recv_from(&mut buffer) {
+            return Some((buffer[..n].to_vec(), from));
+        }
+    }
+    None
+}
+
+#[test]
+fn strongswan_initiates_and_we_answer_and_carry_its_ping() {
+    use sdn_vpn::ike::auth::{ResponderParams, respond_auth};
+    use sdn_vpn::ike::sa_init::respond;
+    if !is_root() || !Path::new(CHARON).exists() {
+        eprintln!("skipped: needs root and {CHARON}");
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_charon();
+    let local: SocketAddrV4 = format!("{OURS}:500").parse().unwrap();
+    let float_local: SocketAddrV4 = format!("{OURS}:4500").parse().unwrap();
+    let socket = socket_in(&lab.ours, local);
+    let floated = socket_in(&lab.ours, float_local);
+    for s in [&socket, &floated] {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let vici = format!("unix://{}", lab.dir.join("run/charon.vici").display());
+    let initiate = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.theirs,
+            "swanctl",
+            "--initiate",
+            "--child",
+            "net",
+            "--timeout",
+            "10",
+            "--uri",
+            &vici,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("swanctl --initiate");
+    let _reaped = Reap(initiate);
+    let (init_request, from) = receive(&socket, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no IKE_SA_INIT: {}", lab.log()));
+    let pair = KeyPair::generate().unwrap();
+    let ciphers = [Cipher::Aes256Gcm16, Cipher::Aes128Gcm16];
+    let (init_answer, agreed) = respond(
+        &init_request,
+        0x5d00_0000_0000_00a1,
+        &pair,
+        &[9; NONCE_LEN],
+        &ciphers,
+        from,
+        local,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    socket.send_to(&init_answer, from).expect("send");
+    let (auth_request, from) = receive(&floated, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no IKE_AUTH: {}", lab.log()));
+    assert_eq!(&auth_request[..4], &[0; 4], "the non-ESP marker");
+    let params = ResponderParams {
+        id: OURS.parse().unwrap(),
+        peer_id: THEIRS.parse().unwrap(),
+        psk: PSK.as_bytes(),
+        local: ("10.81.0.0".parse().unwrap(), 24),
+        remote: ("10.82.0.0".parse().unwrap(), 24),
+        ciphers: &ciphers,
+        spi: 0xc1d0_00a1,
+    };
+    let (answer, child) = respond_auth(
+        &agreed,
+        &init_request,
+        &init_answer,
+        &auth_request[4..],
+        &params,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    floated
+        .send_to(&[&[0u8; 4][..], &answer].concat(), from)
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab.log().contains("CHILD_SA net{1} established") {
+        assert!(Instant::now() < deadline, "{}", lab.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // charon's kernel pings our site through the child SA; we answer.
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.theirs,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            "-I",
+            "10.82.0.1",
+            "10.81.0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping runs");
+    let mut inbound = InboundSa::new(child.cipher, child.our_spi, &child.keys_i_to_r).unwrap();
+    let mut outbound = OutboundSa::new(child.cipher, child.peer_spi, &child.keys_r_to_i).unwrap();
+    let (mut esp, from) = receive(&floated, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no ESP from charon: {}", lab.log()));
+    let opened = inbound.open(&mut esp).expect("charon's ESP opens");
+    let request = esp[opened.inner].to_vec();
+    assert_eq!(request[20], 8, "an echo request");
+    assert_eq!(&request[12..16], &[10, 82, 0, 1]);
+    let mut reply = request.clone();
+    reply[12..16].copy_from_slice(&request[16..20]);
+    reply[16..20].copy_from_slice(&request[12..16]);
+    reply[20] = 0;
+    // The echo reply's checksum: type 8 to 0 adds 0x0800 back.
+    let sum = u16::from_be_bytes([reply[22], reply[23]]);
+    let (fixed, carry) = sum.overflowing_add(0x0800);
+    reply[22..24].copy_from_slice(&(fixed + u16::from(carry)).to_be_bytes());
+    let mut packet = vec![0u8; HEADROOM];
+    packet.extend_from_slice(&reply);
+    outbound.seal(&mut packet, 4).unwrap();
+    floated.send_to(&packet, from).expect("send ESP");
+    let status = Reap(ping).wait();
+    assert!(
+        status,
+        "charon's ping is answered through the tunnel: {}",
+        lab.log()
+    );
+}
+
+/// A child process killed and reaped when dropped.
+struct Reap(Child);
+
+impl Reap {
+    fn wait(mut self) -> bool {
+        let ok = self.0.wait().is_ok_and(|s| s.success());
+        std::mem::forget(self);
+        ok
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

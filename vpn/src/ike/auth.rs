@@ -234,3 +234,159 @@ pub fn read_auth_response(
         keys_r_to_i,
     })
 }
+
+/// What the responder accepts in IKE_AUTH.
+#[derive(Debug, Clone)]
+pub struct ResponderParams<'a> {
+    /// Our identity.
+    pub id: Ipv4Addr,
+    /// The identity the initiator must prove.
+    pub peer_id: Ipv4Addr,
+    /// The pre-shared key.
+    pub psk: &'a [u8],
+    /// Our side's prefix (the initiator's TSr must hold it).
+    pub local: (Ipv4Addr, u8),
+    /// The initiator's side's prefix (its TSi must hold it).
+    pub remote: (Ipv4Addr, u8),
+    /// Child SA ciphers, by preference.
+    pub ciphers: &'a [Cipher],
+    /// The SPI our child SA receives under.
+    pub spi: u32,
+}
+
+/// Whether one of `offered` holds all of `prefix`.
+fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
+    let (start, end) = (
+        u32::from(address) & mask,
+        (u32::from(address) & mask) | !mask,
+    );
+    offered.iter().any(|t| {
+        t.protocol == 0
+            && t.start_port == 0
+            && t.end_port == u16::MAX
+            && u32::from(t.start) <= start
+            && end <= u32::from(t.end)
+    })
+}
+
+/// The responder's side of IKE_AUTH: the initiator's request `request`
+/// after `agreed` (whose IKE_SA_INIT request and answer were
+/// `init_request` and `init_response`); returns the answer to send and the
+/// child SA, or the refusal's reason.
+///
+/// # Errors
+/// Why the request is refused.
+pub fn respond_auth(
+    agreed: &Agreed,
+    init_request: &[u8],
+    init_response: &[u8],
+    request: &[u8],
+    params: &ResponderParams<'_>,
+) -> Result<(Vec<u8>, ChildSa), AuthError> {
+    let mut bytes = request.to_vec();
+    let m = Message::parse(&bytes).map_err(|_| AuthError::Unexpected)?;
+    let h = m.header;
+    if h.exchange != exchange::IKE_AUTH
+        || h.is_response()
+        || h.message_id != 1
+        || h.spi_i != agreed.spi_i
+        || h.spi_r != agreed.spi_r
+    {
+        return Err(AuthError::Unexpected);
+    }
+    let sk = m.find(payload::SK).ok_or(AuthError::Missing("SK"))?.clone();
+    let key = SkKey::new(agreed.cipher, &agreed.keys.sk_ei)?;
+    let chain = key.open(&mut bytes, sk.body)?;
+    let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
+        .map_err(|_| AuthError::Missing("inner"))?;
+    let body = |kind: u8| {
+        inner
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| &bytes[p.body.clone()])
+    };
+    let idi = body(payload::IDI).ok_or(AuthError::Missing("IDi"))?;
+    if idi != id_body(params.peer_id).as_slice() {
+        return Err(AuthError::Authentication);
+    }
+    let auth = body(payload::AUTH).ok_or(AuthError::Missing("AUTH"))?;
+    let [AUTH_SHARED_KEY, _, _, _, mac @ ..] = auth else {
+        return Err(AuthError::Missing("AUTH"));
+    };
+    let maced_id = prf(&agreed.keys.sk_pi, idi);
+    let signed = [init_request, &agreed.nonce_r, &maced_id].concat();
+    if !auth_matches(mac, &psk_auth(params.psk, &signed)) {
+        return Err(AuthError::Authentication);
+    }
+    let sa = body(payload::SA).ok_or(AuthError::Missing("SA"))?;
+    let offered = proposals(sa).map_err(|_| AuthError::Missing("SA"))?;
+    let choice = choose_esp(&offered, params.ciphers).ok_or(AuthError::NoProposal)?;
+    let ts_i = body(payload::TSI)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(AuthError::Missing("TSi"))?;
+    let ts_r = body(payload::TSR)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(AuthError::Missing("TSr"))?;
+    if !covers(&ts_i, params.remote) || !covers(&ts_r, params.local) {
+        return Err(AuthError::Refused(TS_UNACCEPTABLE));
+    }
+    let id = id_body(params.id);
+    let maced_id = prf(&agreed.keys.sk_pr, &id);
+    let signed = [init_response, &agreed.nonce_i, &maced_id].concat();
+    let mut our_auth = vec![AUTH_SHARED_KEY, 0, 0, 0];
+    our_auth.extend_from_slice(&psk_auth(params.psk, &signed));
+    let parts = [
+        (payload::IDR, id),
+        (payload::AUTH, our_auth),
+        (
+            payload::SA,
+            super::proposal::esp_accept(choice, params.spi, false),
+        ),
+        (payload::TSI, ts_body(params.remote.0, params.remote.1)),
+        (payload::TSR, ts_body(params.local.0, params.local.1)),
+    ];
+    let mut chain_out = Vec::new();
+    for (i, (_, b)) in parts.iter().enumerate() {
+        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
+        emit_payload(&mut chain_out, next, b).ok_or(AuthError::Unexpected)?;
+    }
+    let header = Header {
+        flags: flags::RESPONSE,
+        ..h
+    };
+    let out_key = SkKey::new(agreed.cipher, &agreed.keys.sk_er)?;
+    let answer = out_key.seal(header, payload::IDR, &chain_out, 1)?;
+    let len = choice.cipher.keymat_len();
+    let (keys_i_to_r, keys_r_to_i) = child_keymat(
+        &agreed.keys.sk_d,
+        None,
+        &agreed.nonce_i,
+        &agreed.nonce_r,
+        len,
+    )
+    .ok_or(AuthError::Unexpected)?;
+    let narrowed = |prefix: (Ipv4Addr, u8)| traffic_selectors(&ts_body(prefix.0, prefix.1));
+    Ok((
+        answer,
+        ChildSa {
+            cipher: choice.cipher,
+            our_spi: params.spi,
+            peer_spi: choice.peer_spi,
+            ts_local: narrowed(params.local).unwrap_or_default(),
+            ts_remote: narrowed(params.remote).unwrap_or_default(),
+            keys_i_to_r,
+            keys_r_to_i,
+        },
+    ))
+}
+
+/// TS_UNACCEPTABLE.
+pub const TS_UNACCEPTABLE: u16 = 38;
+
+#[cfg(test)]
+mod tests;
