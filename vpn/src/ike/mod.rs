@@ -2,12 +2,13 @@
 //! derivation an IKE SA and its child SAs share ([`keys`]), messages as
 //! views over their bytes ([`message`]), SA proposals offered and chosen
 //! ([`proposal`]), the encrypted payload ([`sk`]), the IKE_SA_INIT
-//! exchange ([`sa_init`]) and the initiator's IKE_AUTH with a pre-shared
-//! key ([`auth`]). The responder's IKE_AUTH, CREATE_CHILD_SA,
+//! exchange ([`sa_init`]) with stateless cookies ([`cookie`]) and IKE_AUTH
+//! with a pre-shared key on both sides ([`auth`]). CREATE_CHILD_SA,
 //! INFORMATIONAL and the state machine that retransmits and rekeys build
 //! on them.
 
 pub mod auth;
+pub mod cookie;
 pub mod dh;
 pub mod keys;
 pub mod message;
