@@ -494,8 +494,27 @@ fn strongswan_initiates_and_we_answer_and_carry_its_ping() {
         .spawn()
         .expect("swanctl --initiate");
     let _reaped = Reap(initiate);
-    let (init_request, from) = receive(&socket, Duration::from_secs(5))
+    // Under load we answer with a cookie first; charon comes back with it.
+    let jar = sdn_vpn::ike::cookie::CookieJar::new().unwrap();
+    let (first, from) = receive(&socket, Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no IKE_SA_INIT: {}", lab.log()));
+    let sdn_vpn::ike::cookie::Verdict::Demand(cookie) = jar.check(&first, from) else {
+        panic!("a first request carries no cookie");
+    };
+    let header = sdn_vpn::ike::message::Message::parse(&first)
+        .unwrap()
+        .header;
+    let demand =
+        sdn_vpn::ike::sa_init::refusal(&header, sdn_vpn::ike::sa_init::notify::COOKIE, &cookie);
+    socket.send_to(&demand, from).expect("send");
+    let (init_request, from) = receive(&socket, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no IKE_SA_INIT with the cookie: {}", lab.log()));
+    assert_eq!(
+        jar.check(&init_request, from),
+        sdn_vpn::ike::cookie::Verdict::Valid,
+        "{}",
+        lab.log()
+    );
     let pair = KeyPair::generate().unwrap();
     let ciphers = [Cipher::Aes256Gcm16, Cipher::Aes128Gcm16];
     let (init_answer, agreed) = respond(
