@@ -3,8 +3,9 @@
 //! views over their bytes ([`message`]), SA proposals offered and chosen
 //! ([`proposal`]), the encrypted payload ([`sk`]), the IKE_SA_INIT
 //! exchange ([`sa_init`]) with stateless cookies ([`cookie`]) and IKE_AUTH
-//! with a pre-shared key on both sides ([`auth`]). CREATE_CHILD_SA,
-//! INFORMATIONAL and the state machine that retransmits and rekeys build
+//! with a pre-shared key on both sides ([`auth`]), then the SA's
+//! encrypted exchanges with liveness checks and deletes ([`protected`]).
+//! CREATE_CHILD_SA and the state machine that retransmits and rekeys build
 //! on them.
 
 pub mod auth;
@@ -13,5 +14,6 @@ pub mod dh;
 pub mod keys;
 pub mod message;
 pub mod proposal;
+pub mod protected;
 pub mod sa_init;
 pub mod sk;
