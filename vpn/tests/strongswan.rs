@@ -318,7 +318,7 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         OutboundSa::new(child.cipher, child.peer_spi, &child.keys_i_to_r).expect("keys");
     let mut inbound =
         InboundSa::new(child.cipher, child.our_spi, &child.keys_r_to_i).expect("keys");
-    let ping = echo_request(
+    let ping_packet = echo_request(
         "10.81.0.2".parse().unwrap(),
         "10.82.0.1".parse().unwrap(),
         b"through-the-tunnel",
@@ -326,7 +326,7 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     let mut reply = None;
     for _ in 0..10 {
         let mut packet = vec![0u8; HEADROOM];
-        packet.extend_from_slice(&ping);
+        packet.extend_from_slice(&ping_packet);
         outbound.seal(&mut packet, 4).expect("seal");
         floated.send_to(&packet, float_remote).expect("send ESP");
         if let Ok((n, _)) = floated.recv_from(&mut buffer) {
@@ -347,13 +347,14 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     // A liveness check is answered; a Delete of the child SA is answered
     // with charon's own, and charon closes it.
     let mut ike = sdn_vpn::ike::protected::Protected::new(&agreed, true).unwrap();
-    let mut exchange_with = |ike: &sdn_vpn::ike::protected::Protected, message: Vec<u8>| {
+    let exchange_with = |ike: &sdn_vpn::ike::protected::Protected, message: Vec<u8>| {
         let marked = [&[0u8; 4][..], &message].concat();
+        let mut own = [0u8; 4096];
         for _ in 0..10 {
             floated.send_to(&marked, float_remote).expect("send");
-            if let Ok((n, _)) = floated.recv_from(&mut buffer)
-                && buffer[..4] == [0; 4]
-                && let Ok(opened) = ike.open(&buffer[4..n])
+            if let Ok((n, _)) = floated.recv_from(&mut own)
+                && own[..4] == [0; 4]
+                && let Ok(opened) = ike.open(&own[4..n])
             {
                 return opened;
             }
@@ -363,8 +364,75 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     let ping = ike.liveness(2).unwrap();
     let alive = exchange_with(&ike, ping);
     assert!(alive.header.is_response() && alive.payloads.is_empty());
-    let delete = ike.delete_child(3, child.our_spi).unwrap();
+
+    // The child SA is rekeyed (CREATE_CHILD_SA): the new SA carries a ping.
+    let rekey = sdn_vpn::ike::rekey::rekey_request(
+        &mut ike,
+        3,
+        child.our_spi,
+        0xc1d0_0011,
+        &ciphers,
+        &[0x55; NONCE_LEN],
+        params.local,
+        params.remote,
+    )
+    .unwrap();
+    let answered_rekey = {
+        let marked = [&[0u8; 4][..], &rekey.bytes].concat();
+        let mut got = None;
+        for _ in 0..10 {
+            floated.send_to(&marked, float_remote).expect("send");
+            if let Ok((n, _)) = floated.recv_from(&mut buffer)
+                && buffer[..4] == [0; 4]
+            {
+                got = Some(buffer[4..n].to_vec());
+                break;
+            }
+        }
+        got.unwrap_or_else(|| panic!("no rekey answer: {}", lab.log()))
+    };
+    let new_child = sdn_vpn::ike::rekey::read_rekey_response(
+        &ike,
+        &agreed.keys.sk_d,
+        &rekey,
+        &answered_rekey,
+        &ciphers,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    assert_ne!(new_child.peer_spi, child.peer_spi);
+    // Make before break: charon takes the new SA inbound at once and keeps
+    // answering on the old one until the old is deleted.
+    let mut new_out =
+        OutboundSa::new(new_child.cipher, new_child.peer_spi, &new_child.keys_i_to_r).unwrap();
+    let mut new_in =
+        InboundSa::new(new_child.cipher, new_child.our_spi, &new_child.keys_r_to_i).unwrap();
+    let ping_through = |out: &mut OutboundSa, ins: &mut [&mut InboundSa]| {
+        let mut own = [0u8; 4096];
+        for _ in 0..10 {
+            let mut packet = vec![0u8; HEADROOM];
+            packet.extend_from_slice(&ping_packet);
+            out.seal(&mut packet, 4).unwrap();
+            floated.send_to(&packet, float_remote).expect("send ESP");
+            if let Ok((n, _)) = floated.recv_from(&mut own) {
+                for sa in ins.iter_mut() {
+                    let mut esp = own[..n].to_vec();
+                    if let Ok(opened) = sa.open(&mut esp) {
+                        return Some((sa.spi(), esp[opened.inner].to_vec()));
+                    }
+                }
+            }
+        }
+        None
+    };
+    let (_, rekeyed_reply) = ping_through(&mut new_out, &mut [&mut new_in, &mut inbound])
+        .unwrap_or_else(|| panic!("no answer to the new SA's ping: {}", lab.log()));
+    assert!(rekeyed_reply.ends_with(b"through-the-tunnel"));
+    let delete = ike.delete_child(4, child.our_spi).unwrap();
     let deleted = exchange_with(&ike, delete);
+    // (The old SA, make before break.) Now charon answers on the new one.
+    let (spi, _) = ping_through(&mut new_out, &mut [&mut new_in, &mut inbound])
+        .unwrap_or_else(|| panic!("no answer after the old SA's delete: {}", lab.log()));
+    assert_eq!(spi, new_child.our_spi);
     let body = &deleted.bytes[deleted.payloads[0].body.clone()];
     assert_eq!(
         sdn_vpn::ike::protected::deleted_esp_spis(body),

@@ -4,9 +4,9 @@
 //! ([`proposal`]), the encrypted payload ([`sk`]), the IKE_SA_INIT
 //! exchange ([`sa_init`]) with stateless cookies ([`cookie`]) and IKE_AUTH
 //! with a pre-shared key on both sides ([`auth`]), then the SA's
-//! encrypted exchanges with liveness checks and deletes ([`protected`]).
-//! CREATE_CHILD_SA and the state machine that retransmits and rekeys build
-//! on them.
+//! encrypted exchanges with liveness checks and deletes ([`protected`])
+//! and child SA rekeys ([`rekey`]). The IKE SA's own rekey and the state
+//! machine that retransmits and rekeys on time build on them.
 
 pub mod auth;
 pub mod cookie;
@@ -15,5 +15,6 @@ pub mod keys;
 pub mod message;
 pub mod proposal;
 pub mod protected;
+pub mod rekey;
 pub mod sa_init;
 pub mod sk;

@@ -1,0 +1,152 @@
+//! CREATE_CHILD_SA rekeying a child SA (RFC 7296 §1.3.3), initiator side:
+//! the request (REKEY_SA naming the old SA, a new ESP proposal under a new
+//! SPI, a new nonce, the same traffic selectors) and the reading of the
+//! answer into the new child SA, whose keys come from SK_d and the new
+//! nonces. The old SA is deleted afterwards (make before break).
+
+use super::auth::{ChildSa, ts_body};
+use super::keys::child_keymat;
+use super::message::{Notify, emit_payload, exchange, payload, proposals, traffic_selectors};
+use super::proposal::{PROTO_ESP, choose_esp, esp_offer};
+use super::protected::{Protected, ProtectedError};
+use super::sk::SkError;
+use crate::esp::Cipher;
+use std::net::Ipv4Addr;
+
+/// REKEY_SA.
+pub const REKEY_SA: u16 = 16393;
+
+/// Why a rekey answer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RekeyError {
+    /// Not an answer of this SA, or it does not open.
+    #[error(transparent)]
+    Protected(#[from] ProtectedError),
+    /// Not the answer expected.
+    #[error("not the CREATE_CHILD_SA answer expected")]
+    Unexpected,
+    /// Refused by the peer.
+    #[error("refused by the peer (notify {0})")]
+    Refused(u16),
+    /// A payload is missing or malformed, or the proposal is not ours.
+    #[error("missing or malformed {0}")]
+    Missing(&'static str),
+}
+
+/// A rekey request under way.
+#[derive(Debug)]
+pub struct RekeyRequest {
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// Its message ID.
+    pub message_id: u32,
+    /// The new SA's inbound SPI.
+    pub new_spi: u32,
+    /// Our new nonce.
+    pub nonce: Vec<u8>,
+}
+
+/// The request rekeying the child SA we receive under `old_spi`, between
+/// `local` and `remote`.
+///
+/// # Errors
+/// From sealing.
+#[allow(clippy::too_many_arguments)]
+pub fn rekey_request(
+    ike: &mut Protected,
+    message_id: u32,
+    old_spi: u32,
+    new_spi: u32,
+    ciphers: &[Cipher],
+    nonce: &[u8],
+    local: (Ipv4Addr, u8),
+    remote: (Ipv4Addr, u8),
+) -> Result<RekeyRequest, SkError> {
+    let mut rekey = vec![PROTO_ESP, 4];
+    rekey.extend_from_slice(&REKEY_SA.to_be_bytes());
+    rekey.extend_from_slice(&old_spi.to_be_bytes());
+    let parts = [
+        (payload::NOTIFY, rekey),
+        (payload::SA, esp_offer(ciphers, new_spi, false)),
+        (payload::NONCE, nonce.to_vec()),
+        (payload::TSI, ts_body(local.0, local.1)),
+        (payload::TSR, ts_body(remote.0, remote.1)),
+    ];
+    let mut inner = Vec::new();
+    for (i, (_, body)) in parts.iter().enumerate() {
+        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
+        emit_payload(&mut inner, next, body).ok_or(SkError::TooLong)?;
+    }
+    let bytes = ike.seal(
+        exchange::CREATE_CHILD_SA,
+        message_id,
+        false,
+        payload::NOTIFY,
+        &inner,
+    )?;
+    Ok(RekeyRequest {
+        bytes,
+        message_id,
+        new_spi,
+        nonce: nonce.to_vec(),
+    })
+}
+
+/// The new child SA from the answer to `sent`; `initiator_of_ike` tells
+/// whether we are the IKE SA's original initiator (the keys' direction
+/// follows the rekey exchange's initiator: us).
+///
+/// # Errors
+/// Why the answer is not taken.
+pub fn read_rekey_response(
+    ike: &Protected,
+    sk_d: &[u8],
+    sent: &RekeyRequest,
+    answer: &[u8],
+    ciphers: &[Cipher],
+) -> Result<ChildSa, RekeyError> {
+    let opened = ike.open(answer)?;
+    let h = opened.header;
+    if h.exchange != exchange::CREATE_CHILD_SA
+        || !h.is_response()
+        || h.message_id != sent.message_id
+    {
+        return Err(RekeyError::Unexpected);
+    }
+    let body = |kind: u8| {
+        opened
+            .payloads
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| &opened.bytes[p.body.clone()])
+    };
+    for n in opened.payloads.iter().filter(|p| p.kind == payload::NOTIFY) {
+        if let Ok(notify) = Notify::parse(&opened.bytes[n.body.clone()])
+            && notify.kind < 16384
+        {
+            return Err(RekeyError::Refused(notify.kind));
+        }
+    }
+    let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
+    let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
+    let choice = choose_esp(&chosen, ciphers).ok_or(RekeyError::Missing("proposal"))?;
+    let nonce_r = body(payload::NONCE).ok_or(RekeyError::Missing("Nonce"))?;
+    let ts_i = body(payload::TSI)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(RekeyError::Missing("TSi"))?;
+    let ts_r = body(payload::TSR)
+        .and_then(|b| traffic_selectors(b).ok())
+        .ok_or(RekeyError::Missing("TSr"))?;
+    let (keys_i_to_r, keys_r_to_i) =
+        child_keymat(sk_d, None, &sent.nonce, nonce_r, choice.cipher.keymat_len())
+            .ok_or(RekeyError::Unexpected)?;
+    Ok(ChildSa {
+        cipher: choice.cipher,
+        our_spi: sent.new_spi,
+        peer_spi: choice.peer_spi,
+        ts_local: ts_i,
+        ts_remote: ts_r,
+        keys_i_to_r,
+        keys_r_to_i,
+    })
+}
