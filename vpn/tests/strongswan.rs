@@ -444,6 +444,56 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         "{}",
         lab.log()
     );
+
+    // The IKE SA itself is rekeyed; the new one answers a liveness check,
+    // the old one is deleted.
+    let rekey_pair = KeyPair::generate().unwrap();
+    let ike_rekey = sdn_vpn::ike::rekey::ike_rekey_request(
+        &mut ike,
+        5,
+        0x5d00_0000_0000_0011,
+        &ciphers,
+        &[0x66; NONCE_LEN],
+        &rekey_pair,
+    )
+    .unwrap();
+    let answer = exchange_raw(&floated, float_remote, &ike_rekey.bytes)
+        .unwrap_or_else(|| panic!("no IKE rekey answer: {}", lab.log()));
+    let renewed = sdn_vpn::ike::rekey::read_ike_rekey_response(
+        &ike,
+        &agreed,
+        &ike_rekey,
+        &answer,
+        &rekey_pair,
+        &ciphers,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
+    assert_ne!(renewed.keys.sk_d, agreed.keys.sk_d);
+    let delete_old = ike.delete_ike(6).unwrap();
+    let _ = exchange_raw(&floated, float_remote, &delete_old);
+    let mut new_ike = sdn_vpn::ike::protected::Protected::new(&renewed, true).unwrap();
+    let ping = new_ike.liveness(0).unwrap();
+    let alive = exchange_raw(&floated, float_remote, &ping)
+        .and_then(|a| new_ike.open(&a).ok())
+        .unwrap_or_else(|| panic!("the new IKE SA does not answer: {}", lab.log()));
+    assert!(alive.header.is_response());
+    assert!(lab.log().contains("rekeyed"), "{}", lab.log());
+}
+
+/// Sends `message` behind the non-ESP marker until an IKE answer comes.
+fn exchange_raw(socket: &UdpSocket, to: SocketAddrV4, message: &[u8]) -> Option<Vec<u8>> {
+    let marked = [&[0u8; 4][..], message].concat();
+    let mut buffer = [0u8; 4096];
+    for _ in 0..10 {
+        socket.send_to(&marked, to).ok()?;
+        if let Ok((n, _)) = socket.recv_from(&mut buffer)
+            && n > 4
+            && buffer[..4] == [0; 4]
+        {
+            return Some(buffer[4..n].to_vec());
+        }
+    }
+    None
 }
 
 /// An IPv4 ICMP echo request from `src` to `dst` carrying `data`.

@@ -168,6 +168,30 @@ impl Protected {
     }
 }
 
+impl Protected {
+    /// An INFORMATIONAL request deleting this IKE SA (and with it its
+    /// child SAs), as after a rekey for the old one.
+    ///
+    /// # Errors
+    /// From sealing.
+    pub fn delete_ike(&mut self, message_id: u32) -> Result<Vec<u8>, SkError> {
+        let mut inner = Vec::new();
+        emit_payload(
+            &mut inner,
+            payload::NONE,
+            &[super::proposal::PROTO_IKE, 0, 0, 0],
+        )
+        .ok_or(SkError::TooLong)?;
+        self.seal(
+            exchange::INFORMATIONAL,
+            message_id,
+            false,
+            payload::DELETE,
+            &inner,
+        )
+    }
+}
+
 /// The ESP SPIs a Delete payload body names.
 pub fn deleted_esp_spis(body: &[u8]) -> Vec<u32> {
     let [protocol, 4, _, _, spis @ ..] = body else {

@@ -150,3 +150,137 @@ pub fn read_rekey_response(
         keys_r_to_i,
     })
 }
+
+/// An IKE SA rekey under way.
+#[derive(Debug)]
+pub struct IkeRekeyRequest {
+    /// The message (on the old IKE SA).
+    pub bytes: Vec<u8>,
+    /// Its message ID.
+    pub message_id: u32,
+    /// Our SPI of the new IKE SA.
+    pub new_spi: u64,
+    /// Our new nonce.
+    pub nonce: Vec<u8>,
+}
+
+/// The CREATE_CHILD_SA request rekeying the IKE SA itself (§1.3.2): an
+/// IKE proposal under our new SPI, a new nonce and a new Curve25519 value.
+///
+/// # Errors
+/// From sealing.
+pub fn ike_rekey_request(
+    ike: &mut Protected,
+    message_id: u32,
+    new_spi: u64,
+    ciphers: &[Cipher],
+    nonce: &[u8],
+    pair: &super::dh::KeyPair,
+) -> Result<IkeRekeyRequest, SkError> {
+    let mut ke = vec![0, super::dh::GROUP_CURVE25519 as u8, 0, 0];
+    ke.extend_from_slice(&pair.public());
+    let parts = [
+        (
+            payload::SA,
+            super::proposal::ike_offer(ciphers, &new_spi.to_be_bytes()),
+        ),
+        (payload::NONCE, nonce.to_vec()),
+        (payload::KE, ke),
+    ];
+    let mut inner = Vec::new();
+    for (i, (_, body)) in parts.iter().enumerate() {
+        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
+        emit_payload(&mut inner, next, body).ok_or(SkError::TooLong)?;
+    }
+    let bytes = ike.seal(
+        exchange::CREATE_CHILD_SA,
+        message_id,
+        false,
+        payload::SA,
+        &inner,
+    )?;
+    Ok(IkeRekeyRequest {
+        bytes,
+        message_id,
+        new_spi,
+        nonce: nonce.to_vec(),
+    })
+}
+
+/// The new IKE SA from the answer to `sent` (we initiated the rekey, so
+/// we are the new SA's initiator): SKEYSEED = prf(SK_d (old), g^ir (new) |
+/// Ni | Nr), keys over the new SPIs.
+///
+/// # Errors
+/// Why the answer is not taken.
+pub fn read_ike_rekey_response(
+    ike: &Protected,
+    old: &super::sa_init::Agreed,
+    sent: &IkeRekeyRequest,
+    answer: &[u8],
+    pair: &super::dh::KeyPair,
+    ciphers: &[Cipher],
+) -> Result<super::sa_init::Agreed, RekeyError> {
+    let opened = ike.open(answer)?;
+    let h = opened.header;
+    if h.exchange != exchange::CREATE_CHILD_SA
+        || !h.is_response()
+        || h.message_id != sent.message_id
+    {
+        return Err(RekeyError::Unexpected);
+    }
+    let body = |kind: u8| {
+        opened
+            .payloads
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| &opened.bytes[p.body.clone()])
+    };
+    for n in opened.payloads.iter().filter(|p| p.kind == payload::NOTIFY) {
+        if let Ok(notify) = Notify::parse(&opened.bytes[n.body.clone()])
+            && notify.kind < 16384
+        {
+            return Err(RekeyError::Refused(notify.kind));
+        }
+    }
+    let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
+    let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
+    let [proposal] = chosen.as_slice() else {
+        return Err(RekeyError::Missing("SA"));
+    };
+    let choice = super::proposal::choose_ike(std::slice::from_ref(proposal), ciphers)
+        .ok_or(RekeyError::Missing("proposal"))?;
+    let spi: [u8; 8] = proposal
+        .spi
+        .try_into()
+        .map_err(|_| RekeyError::Missing("SPI"))?;
+    let spi_r = u64::from_be_bytes(spi);
+    let nonce_r = body(payload::NONCE).ok_or(RekeyError::Missing("Nonce"))?;
+    let ke = body(payload::KE)
+        .and_then(|b| super::message::KeyExchange::parse(b).ok())
+        .filter(|k| k.group == super::dh::GROUP_CURVE25519)
+        .ok_or(RekeyError::Missing("KE"))?;
+    let shared = pair
+        .shared(ke.data)
+        .map_err(|_| RekeyError::Missing("KE"))?;
+    let seed = super::keys::rekey_skeyseed(&old.keys.sk_d, &shared, &sent.nonce, nonce_r);
+    let keys = super::keys::IkeKeys::derive(
+        &seed,
+        &sent.nonce,
+        nonce_r,
+        sent.new_spi,
+        spi_r,
+        0,
+        choice.cipher.keymat_len(),
+    )
+    .ok_or(RekeyError::Unexpected)?;
+    Ok(super::sa_init::Agreed {
+        spi_i: sent.new_spi,
+        spi_r,
+        cipher: choice.cipher,
+        nonce_i: sent.nonce.clone(),
+        nonce_r: nonce_r.to_vec(),
+        keys,
+        nat: old.nat,
+    })
+}
