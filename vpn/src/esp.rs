@@ -59,7 +59,7 @@ impl Cipher {
         self.key_len() + SALT_LEN
     }
 
-    fn algorithm(self) -> &'static aead::Algorithm {
+    pub(crate) fn algorithm(self) -> &'static aead::Algorithm {
         match self {
             Cipher::Aes128Gcm16 => &aead::AES_128_GCM,
             Cipher::Aes256Gcm16 => &aead::AES_256_GCM,
@@ -107,15 +107,18 @@ pub fn spi_of(packet: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(packet.get(..4)?.try_into().ok()?))
 }
 
-/// The cipher key and salt of one direction; the keying material it was
-/// made from is wiped.
-struct SaKey {
-    key: LessSafeKey,
+/// An AEAD key with its 4-byte salt, as ESP (RFC 4106, RFC 7634) and the
+/// IKE encrypted payload (RFC 5282) both use it: the nonce is the salt and
+/// an 8-byte IV. The keying material it was made from is wiped, and so is
+/// its salt when it goes.
+pub(crate) struct SaltedKey {
+    pub(crate) key: LessSafeKey,
     salt: [u8; SALT_LEN],
 }
 
-impl SaKey {
-    fn new(cipher: Cipher, keymat: &[u8]) -> Result<SaKey, EspError> {
+impl SaltedKey {
+    /// The key of `cipher` from `keymat` (the key, then the salt).
+    pub(crate) fn new(cipher: Cipher, keymat: &[u8]) -> Result<SaltedKey, EspError> {
         let want = cipher.keymat_len();
         if keymat.len() != want {
             return Err(EspError::KeyLength {
@@ -132,13 +135,14 @@ impl SaKey {
             })?;
         let mut s = [0u8; SALT_LEN];
         s.copy_from_slice(salt);
-        Ok(SaKey {
+        Ok(SaltedKey {
             key: LessSafeKey::new(unbound),
             salt: s,
         })
     }
 
-    fn nonce(&self, iv: &[u8]) -> Nonce {
+    /// The nonce of the packet whose IV is `iv` (8 bytes).
+    pub(crate) fn nonce(&self, iv: &[u8]) -> Nonce {
         let mut n = [0u8; aead::NONCE_LEN];
         n[..SALT_LEN].copy_from_slice(&self.salt);
         n[SALT_LEN..].copy_from_slice(iv);
@@ -146,7 +150,7 @@ impl SaKey {
     }
 }
 
-impl Drop for SaKey {
+impl Drop for SaltedKey {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.salt);
     }
@@ -165,7 +169,7 @@ pub struct OutboundStats {
 pub struct OutboundSa {
     spi: u32,
     seq: u32,
-    key: SaKey,
+    key: SaltedKey,
     /// What it sealed.
     pub stats: OutboundStats,
 }
@@ -189,7 +193,7 @@ impl OutboundSa {
         Ok(OutboundSa {
             spi,
             seq: 0,
-            key: SaKey::new(cipher, keymat)?,
+            key: SaltedKey::new(cipher, keymat)?,
             stats: OutboundStats::default(),
         })
     }
@@ -271,7 +275,7 @@ pub struct Opened {
 /// The receiving side of an SA.
 pub struct InboundSa {
     spi: u32,
-    key: SaKey,
+    key: SaltedKey,
     window: ReplayWindow,
     /// What it opened and dropped.
     pub stats: InboundStats,
@@ -295,7 +299,7 @@ impl InboundSa {
     pub fn new(cipher: Cipher, spi: u32, keymat: &[u8]) -> Result<Self, EspError> {
         Ok(InboundSa {
             spi,
-            key: SaKey::new(cipher, keymat)?,
+            key: SaltedKey::new(cipher, keymat)?,
             window: ReplayWindow::new(),
             stats: InboundStats::default(),
         })

@@ -192,7 +192,7 @@ fn sealing_in_a_buffer_with_room_does_not_reallocate() {
 #[test]
 fn an_authentic_packet_with_bad_padding_is_dropped() {
     let cipher = Cipher::Aes128Gcm16;
-    let key = SaKey::new(cipher, &keymat(cipher)).unwrap();
+    let key = SaltedKey::new(cipher, &keymat(cipher)).unwrap();
     let mut inbound = InboundSa::new(cipher, SPI, &keymat(cipher)).unwrap();
     for trailer in [&[9u8, 9, 2, 4][..], &[1, 2, 40, 4][..]] {
         let mut packet = Vec::new();

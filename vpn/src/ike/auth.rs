@@ -6,9 +6,10 @@
 
 use super::keys::{Secret, auth_matches, child_keymat, prf, psk_auth};
 use super::message::{
-    Header, Message, Notify, TS_IPV4, TrafficSelector, VERSION, emit_payload, exchange, flags,
-    parse_chain, payload, proposals, traffic_selectors,
+    Header, Message, TS_IPV4, TrafficSelector, VERSION, exchange, flags, parse_chain, payload,
+    proposals, traffic_selectors,
 };
+use super::message::{body_of, emit_chain, error_notify};
 use super::proposal::{EspChoice, choose_esp, esp_offer};
 use super::sa_init::Agreed;
 use super::sk::{SkError, SkKey};
@@ -131,11 +132,7 @@ pub fn auth_request(
         (payload::TSI, ts_body(params.local.0, params.local.1)),
         (payload::TSR, ts_body(params.remote.0, params.remote.1)),
     ];
-    let mut inner = Vec::new();
-    for (i, (_, body)) in parts.iter().enumerate() {
-        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
-        emit_payload(&mut inner, next, body).ok_or(AuthError::Unexpected)?;
-    }
+    let inner = emit_chain(&parts).ok_or(AuthError::Unexpected)?;
     let header = Header {
         spi_i: agreed.spi_i,
         spi_r: agreed.spi_r,
@@ -183,18 +180,9 @@ pub fn read_auth_response(
     let chain = key.open(&mut bytes, sk.body)?;
     let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
         .map_err(|_| AuthError::Missing("inner"))?;
-    let body = |kind: u8| {
-        inner
-            .iter()
-            .find(|p| p.kind == kind)
-            .map(|p| &bytes[p.body.clone()])
-    };
-    for n in inner.iter().filter(|p| p.kind == payload::NOTIFY) {
-        if let Ok(notify) = Notify::parse(&bytes[n.body.clone()])
-            && notify.kind < 16384
-        {
-            return Err(AuthError::Refused(notify.kind));
-        }
+    let body = |kind: u8| body_of(&bytes, &inner, kind);
+    if let Some(kind) = error_notify(&bytes, &inner) {
+        return Err(AuthError::Refused(kind));
     }
     let idr = body(payload::IDR).ok_or(AuthError::Missing("IDr"))?;
     let auth = body(payload::AUTH).ok_or(AuthError::Missing("AUTH"))?;
@@ -304,12 +292,7 @@ pub fn respond_auth(
     let chain = key.open(&mut bytes, sk.body)?;
     let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
         .map_err(|_| AuthError::Missing("inner"))?;
-    let body = |kind: u8| {
-        inner
-            .iter()
-            .find(|p| p.kind == kind)
-            .map(|p| &bytes[p.body.clone()])
-    };
+    let body = |kind: u8| body_of(&bytes, &inner, kind);
     let idi = body(payload::IDI).ok_or(AuthError::Missing("IDi"))?;
     if idi != id_body(params.peer_id).as_slice() {
         return Err(AuthError::Authentication);
@@ -350,11 +333,7 @@ pub fn respond_auth(
         (payload::TSI, ts_body(params.remote.0, params.remote.1)),
         (payload::TSR, ts_body(params.local.0, params.local.1)),
     ];
-    let mut chain_out = Vec::new();
-    for (i, (_, b)) in parts.iter().enumerate() {
-        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
-        emit_payload(&mut chain_out, next, b).ok_or(AuthError::Unexpected)?;
-    }
+    let chain_out = emit_chain(&parts).ok_or(AuthError::Unexpected)?;
     let header = Header {
         flags: flags::RESPONSE,
         ..h

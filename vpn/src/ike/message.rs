@@ -268,6 +268,37 @@ pub fn emit_payload(out: &mut Vec<u8>, next: u8, body: &[u8]) -> Option<()> {
     Some(())
 }
 
+/// The payload chain `parts` (type, body), in order, each naming the
+/// next; `None` when a body is too long for a payload.
+pub fn emit_chain(parts: &[(u8, Vec<u8>)]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, (_, body)) in parts.iter().enumerate() {
+        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
+        emit_payload(&mut out, next, body)?;
+    }
+    Some(out)
+}
+
+/// The body of the first payload of type `kind` among `payloads` (ranges
+/// into `bytes`).
+pub fn body_of<'a>(bytes: &'a [u8], payloads: &[PayloadRef], kind: u8) -> Option<&'a [u8]> {
+    payloads
+        .iter()
+        .find(|p| p.kind == kind)
+        .and_then(|p| bytes.get(p.body.clone()))
+}
+
+/// The first error notification among `payloads` (notify types below
+/// 16384 are errors, §3.10.1).
+pub fn error_notify(bytes: &[u8], payloads: &[PayloadRef]) -> Option<u16> {
+    payloads
+        .iter()
+        .filter(|p| p.kind == payload::NOTIFY)
+        .filter_map(|p| Notify::parse(bytes.get(p.body.clone())?).ok())
+        .map(|n| n.kind)
+        .find(|&kind| kind < 16384)
+}
+
 fn be32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);

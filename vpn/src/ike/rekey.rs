@@ -6,7 +6,8 @@
 
 use super::auth::{ChildSa, ts_body};
 use super::keys::child_keymat;
-use super::message::{Notify, emit_payload, exchange, payload, proposals, traffic_selectors};
+use super::message::{body_of, emit_chain, error_notify};
+use super::message::{exchange, payload, proposals, traffic_selectors};
 use super::proposal::{PROTO_ESP, choose_esp, esp_offer};
 use super::protected::{Protected, ProtectedError};
 use super::sk::SkError;
@@ -72,11 +73,7 @@ pub fn rekey_request(
         (payload::TSI, ts_body(local.0, local.1)),
         (payload::TSR, ts_body(remote.0, remote.1)),
     ];
-    let mut inner = Vec::new();
-    for (i, (_, body)) in parts.iter().enumerate() {
-        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
-        emit_payload(&mut inner, next, body).ok_or(SkError::TooLong)?;
-    }
+    let inner = emit_chain(&parts).ok_or(SkError::TooLong)?;
     let bytes = ike.seal(
         exchange::CREATE_CHILD_SA,
         message_id,
@@ -113,19 +110,9 @@ pub fn read_rekey_response(
     {
         return Err(RekeyError::Unexpected);
     }
-    let body = |kind: u8| {
-        opened
-            .payloads
-            .iter()
-            .find(|p| p.kind == kind)
-            .map(|p| &opened.bytes[p.body.clone()])
-    };
-    for n in opened.payloads.iter().filter(|p| p.kind == payload::NOTIFY) {
-        if let Ok(notify) = Notify::parse(&opened.bytes[n.body.clone()])
-            && notify.kind < 16384
-        {
-            return Err(RekeyError::Refused(notify.kind));
-        }
+    let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
+    if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
+        return Err(RekeyError::Refused(kind));
     }
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
@@ -187,11 +174,7 @@ pub fn ike_rekey_request(
         (payload::NONCE, nonce.to_vec()),
         (payload::KE, ke),
     ];
-    let mut inner = Vec::new();
-    for (i, (_, body)) in parts.iter().enumerate() {
-        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
-        emit_payload(&mut inner, next, body).ok_or(SkError::TooLong)?;
-    }
+    let inner = emit_chain(&parts).ok_or(SkError::TooLong)?;
     let bytes = ike.seal(
         exchange::CREATE_CHILD_SA,
         message_id,
@@ -229,19 +212,9 @@ pub fn read_ike_rekey_response(
     {
         return Err(RekeyError::Unexpected);
     }
-    let body = |kind: u8| {
-        opened
-            .payloads
-            .iter()
-            .find(|p| p.kind == kind)
-            .map(|p| &opened.bytes[p.body.clone()])
-    };
-    for n in opened.payloads.iter().filter(|p| p.kind == payload::NOTIFY) {
-        if let Ok(notify) = Notify::parse(&opened.bytes[n.body.clone()])
-            && notify.kind < 16384
-        {
-            return Err(RekeyError::Refused(notify.kind));
-        }
+    let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
+    if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
+        return Err(RekeyError::Refused(kind));
     }
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;

@@ -7,9 +7,10 @@
 
 use super::dh::{GROUP_CURVE25519, KeyPair};
 use super::keys::{IkeKeys, skeyseed};
+use super::message::emit_chain;
 use super::message::{
-    HEADER_LEN, Header, KeyExchange, Message, Notify, ParseError, VERSION, emit_payload, exchange,
-    flags, payload, proposals,
+    HEADER_LEN, Header, KeyExchange, Message, Notify, ParseError, VERSION, exchange, flags,
+    payload, proposals,
 };
 use super::proposal::{IkeChoice, choose_ike, ike_accept, ike_offer};
 use crate::esp::Cipher;
@@ -88,12 +89,8 @@ fn ke_body(pair: &KeyPair) -> Vec<u8> {
 /// A message of `header` (next payload and length set here) with the
 /// payloads `parts` (type, body) in order.
 fn message(mut header: Header, parts: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (i, (_, content)) in parts.iter().enumerate() {
-        let next = parts.get(i + 1).map_or(payload::NONE, |p| p.0);
-        // Bodies here are far below 64 KiB.
-        let _ = emit_payload(&mut body, next, content);
-    }
+    // Bodies here are far below 64 KiB.
+    let body = emit_chain(parts).unwrap_or_default();
     header.next_payload = parts.first().map_or(payload::NONE, |p| p.0);
     header.length = (HEADER_LEN + body.len()) as u32;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());

@@ -7,13 +7,13 @@
 
 use super::message::{HEADER_LEN, Header, PAYLOAD_HEADER_LEN, payload};
 use crate::esp::Cipher;
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use crate::esp::SaltedKey;
+use ring::aead::Aad;
 
 /// The explicit IV.
 pub const IV_LEN: usize = 8;
 /// The ICV.
 pub const ICV_LEN: usize = 16;
-const SALT_LEN: usize = 4;
 
 /// Why an SK payload was not sealed or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,16 +39,7 @@ pub enum SkError {
 }
 
 /// One direction's SK_e (the key, then its salt) as a sealing key.
-pub struct SkKey {
-    key: LessSafeKey,
-    salt: [u8; SALT_LEN],
-}
-
-impl Drop for SkKey {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.salt);
-    }
-}
+pub struct SkKey(SaltedKey);
 
 impl std::fmt::Debug for SkKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,30 +53,9 @@ impl SkKey {
     /// # Errors
     /// [`SkError::KeyLength`].
     pub fn new(cipher: Cipher, sk_e: &[u8]) -> Result<SkKey, SkError> {
-        if sk_e.len() != cipher.keymat_len() {
-            return Err(SkError::KeyLength(sk_e.len()));
-        }
-        let (key, salt) = sk_e.split_at(cipher.key_len());
-        let algorithm = match cipher {
-            Cipher::Aes128Gcm16 => &aead::AES_128_GCM,
-            Cipher::Aes256Gcm16 => &aead::AES_256_GCM,
-            Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-        };
-        let unbound =
-            UnboundKey::new(algorithm, key).map_err(|_| SkError::KeyLength(sk_e.len()))?;
-        let mut s = [0u8; SALT_LEN];
-        s.copy_from_slice(salt);
-        Ok(SkKey {
-            key: LessSafeKey::new(unbound),
-            salt: s,
-        })
-    }
-
-    fn nonce(&self, iv: &[u8]) -> Nonce {
-        let mut n = [0u8; aead::NONCE_LEN];
-        n[..SALT_LEN].copy_from_slice(&self.salt);
-        n[SALT_LEN..].copy_from_slice(iv);
-        Nonce::assume_unique_for_key(n)
+        SaltedKey::new(cipher, sk_e)
+            .map(SkKey)
+            .map_err(|_| SkError::KeyLength(sk_e.len()))
     }
 
     /// A whole message: `header` (its next payload and length are set
@@ -116,8 +86,9 @@ impl SkKey {
         out.extend_from_slice(inner);
         out.push(0); // no padding: AES-GCM needs none
         let (head, plain) = out.split_at_mut(at);
-        let nonce = self.nonce(&head[at - IV_LEN..]);
+        let nonce = self.0.nonce(&head[at - IV_LEN..]);
         let tag = self
+            .0
             .key
             .seal_in_place_separate_tag(nonce, Aad::from(&head[..at - IV_LEN]), plain)
             .map_err(|_| SkError::TooLong)?;
@@ -144,8 +115,9 @@ impl SkKey {
         }
         let start = body.start + IV_LEN;
         let (head, sealed) = message.split_at_mut(start);
-        let nonce = self.nonce(&head[body.start..]);
+        let nonce = self.0.nonce(&head[body.start..]);
         let plain = self
+            .0
             .key
             .open_in_place(nonce, Aad::from(&head[..body.start]), sealed)
             .map_err(|_| SkError::Authentication)?;
