@@ -161,25 +161,9 @@ pub(super) fn internal_flows(
                     COOKIE_BALANCE,
                 );
             }
-            for &(address, protocol, port) in members.iter().filter(|m| in_subnet(m.0)) {
-                b.flow(
-                    ROUTE,
-                    PRIORITY_LOCAL_ANSWER,
-                    ipv4(Match {
-                        metadata: ctx,
-                        ip_src: host_prefix(address),
-                        ip_proto: Some(protocol),
-                        tp_src: Some(port),
-                        ..Match::default()
-                    }),
-                    vec![Action::Ct {
-                        zone,
-                        commit: false,
-                        table: IN_CT,
-                        nat: Some(Nat::Existing),
-                    }],
-                    COOKIE_BALANCE,
-                );
+            for &member in members.iter().filter(|m| in_subnet(m.0)) {
+                let at = (ROUTE, PRIORITY_LOCAL_ANSWER, ctx);
+                answer_flow(b, at, member, zone, IN_CT);
             }
         }
         // Members in a peered network are delivered from this network's
@@ -215,24 +199,13 @@ fn routed_answers(
             continue;
         };
         let ctx = exact(metadata(KIND_NEIGH, index));
-        for &(address, protocol, port) in members {
-            b.flow(
-                NEIGHBOR,
-                PRIORITY_ROUTED_ANSWER,
-                ipv4(Match {
-                    metadata: ctx,
-                    ip_src: host_prefix(address),
-                    ip_proto: Some(protocol),
-                    tp_src: Some(port),
-                    ..Match::default()
-                }),
-                vec![Action::Ct {
-                    zone,
-                    commit: false,
-                    table: NAT_OUT,
-                    nat: Some(Nat::Existing),
-                }],
-                COOKIE_BALANCE,
+        for &member in members {
+            answer_flow(
+                b,
+                (NEIGHBOR, PRIORITY_ROUTED_ANSWER, ctx),
+                member,
+                zone,
+                NAT_OUT,
             );
         }
         let hosts: Vec<Host<'_>> = b.hosts().filter(|h| &h.iface.network == network).collect();
@@ -246,6 +219,36 @@ fn routed_answers(
             b.deliver_flows(NAT_OUT, 200, &key, h, gateway, &[]);
         }
     }
+}
+
+/// In `table` at `priority` in context `ctx`: a member's packets from its
+/// answering port go through the connection they answer (translated back
+/// to the frontend), then on to table `next`.
+fn answer_flow(
+    b: &mut Builder<'_>,
+    (table, priority, ctx): (u8, u16, Option<MetadataMatch>),
+    (address, protocol, port): (Ipv4Addr, u8, u16),
+    zone: u16,
+    next: u8,
+) {
+    b.flow(
+        table,
+        priority,
+        ipv4(Match {
+            metadata: ctx,
+            ip_src: host_prefix(address),
+            ip_proto: Some(protocol),
+            tp_src: Some(port),
+            ..Match::default()
+        }),
+        vec![Action::Ct {
+            zone,
+            commit: false,
+            table: next,
+            nat: Some(Nat::Existing),
+        }],
+        COOKIE_BALANCE,
+    );
 }
 
 /// Answers an ARP request with the router's MAC, out of the port it came in.
