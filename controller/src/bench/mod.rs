@@ -5,17 +5,26 @@
 //! each baseline: the machine is shared and noisy, ratios travel better than
 //! absolute numbers. A topology with a security section gets the firewall
 //! bench (`firewall`); one with a NAT gateway, or whose two hosts are in
-//! different subnets, the routed bench (`routed`).
+//! different subnets, the routed bench (`routed`); one with a load balancer,
+//! the load-balancer bench (`lb`).
 
 mod baseline;
 mod connect;
+mod cpu;
+mod daemon;
 mod firewall;
 mod iperf;
+mod iperf_pool;
+mod lb;
+mod lb_report;
 mod nft;
 mod overlay;
 mod pair;
+mod proxy_shape;
 mod routed;
 mod router;
+mod web;
+mod wrk;
 
 use crate::lab::{self, UpOptions, record::LabRecord};
 use crate::topology::{self, Topology};
@@ -236,12 +245,19 @@ enum Kind {
     /// A NAT gateway, or two hosts in different subnets: routed, switched
     /// and through a Linux router, and NAT beside nftables masquerade.
     Routed,
+    /// A load balancer: HTTP and TCP through its frontend, beside HAProxy
+    /// and the client straight to a backend.
+    LoadBalancer,
 }
 
-/// The bench for a topology: the firewall bench for a security section, the
-/// routed bench for a NAT gateway or for first two hosts in different
-/// subnets, else the two-host bench.
+/// The bench for a topology: the load-balancer bench for a load balancer,
+/// the firewall bench for a security section, the routed bench for a NAT
+/// gateway or for first two hosts in different subnets, else the two-host
+/// bench.
 fn kind_of(topology: &Topology) -> Result<Kind> {
+    if !topology.load_balancers.is_empty() {
+        return Ok(Kind::LoadBalancer);
+    }
     if !topology.security.is_empty() {
         return Ok(Kind::Firewall);
     }
@@ -272,6 +288,7 @@ pub async fn run(path: &Path, options: &BenchOptions, as_json: bool) -> Result<(
     match kind_of(&topology)? {
         Kind::Firewall => return firewall::run(path, options, as_json).await,
         Kind::Routed => return routed::run(path, options, as_json).await,
+        Kind::LoadBalancer => return lb::run(path, options, as_json).await,
         Kind::Pair => {}
     }
     let pair = pick_pair(&topology)?;
@@ -491,6 +508,8 @@ mod tests {
             Kind::Firewall
         );
         assert_eq!(kind_of(&load("bench-routed.yaml")).unwrap(), Kind::Routed);
+        assert_eq!(kind_of(&load("bench-lb.yaml")).unwrap(), Kind::LoadBalancer);
+        assert_eq!(kind_of(&load("lb.yaml")).unwrap(), Kind::LoadBalancer);
         // A NAT gateway (and a security section, which wins).
         assert_eq!(kind_of(&load("routing.yaml")).unwrap(), Kind::Firewall);
         let mut routing = load("routing.yaml");
