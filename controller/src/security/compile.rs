@@ -248,6 +248,11 @@ fn rule_matches(key: &Match, rule: &Rule) -> Vec<Match> {
         Protocol::Tcp => vec![Some(6)],
         Protocol::Udp => vec![Some(17)],
         Protocol::Icmp => vec![Some(1)],
+        // Ports restrict TCP and UDP only: such a rule matches no ESP or AH
+        // (files may not write it; the reference evaluator agrees).
+        Protocol::Esp | Protocol::Ah if rule.restricts_ports() => Vec::new(),
+        Protocol::Esp => vec![Some(50)],
+        Protocol::Ah => vec![Some(51)],
         Protocol::Any if rule.restricts_ports() => vec![Some(6), Some(17)],
         Protocol::Any => vec![None],
     };

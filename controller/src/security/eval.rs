@@ -11,6 +11,8 @@ pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
         Protocol::Tcp => packet.proto == proto::TCP,
         Protocol::Udp => packet.proto == proto::UDP,
         Protocol::Icmp => packet.proto == proto::ICMP,
+        Protocol::Esp => packet.proto == proto::ESP,
+        Protocol::Ah => packet.proto == proto::AH,
     };
     if !proto_ok || !rule.src.contains(packet.src) || !rule.dst.contains(packet.dst) {
         return false;

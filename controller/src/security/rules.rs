@@ -75,6 +75,8 @@ pub fn proto_name(proto: u8) -> String {
         proto::ICMP => "icmp".into(),
         proto::TCP => "tcp".into(),
         proto::UDP => "udp".into(),
+        proto::ESP => "esp".into(),
+        proto::AH => "ah".into(),
         other => other.to_string(),
     }
 }
@@ -87,6 +89,10 @@ pub mod proto {
     pub const TCP: u8 = 6;
     /// UDP.
     pub const UDP: u8 = 17;
+    /// ESP.
+    pub const ESP: u8 = 50;
+    /// AH.
+    pub const AH: u8 = 51;
 }
 
 /// A packet as rules see it (ports are 0 for protocols without them).

@@ -48,7 +48,9 @@ fn protocol() -> impl Strategy<Value = Protocol> {
         Just(Protocol::Any),
         Just(Protocol::Tcp),
         Just(Protocol::Udp),
-        Just(Protocol::Icmp)
+        Just(Protocol::Icmp),
+        Just(Protocol::Esp),
+        Just(Protocol::Ah)
     ]
 }
 

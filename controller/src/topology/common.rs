@@ -12,6 +12,10 @@ pub enum Protocol {
     Udp,
     /// ICMP.
     Icmp,
+    /// ESP (IP protocol 50), as IPsec sends it outside UDP.
+    Esp,
+    /// AH (IP protocol 51).
+    Ah,
 }
 
 impl Protocol {
@@ -22,6 +26,8 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Icmp => "icmp",
+            Protocol::Esp => "esp",
+            Protocol::Ah => "ah",
         }
     }
 }

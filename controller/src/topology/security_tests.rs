@@ -134,6 +134,20 @@ fn bad_ports_and_addresses() {
     assert!(only_error(&text).2.contains("ICMP has no ports"));
     let text = firewall_with("protocol: icmp }", "protocol: gre }");
     assert!(only_error(&text).2.contains("want one of"));
+    // ESP and AH are protocols of their own, without ports.
+    for (written, name) in [("esp", "ESP"), ("ah", "AH")] {
+        let text = firewall_with("protocol: icmp }", &format!("protocol: {written} }}"));
+        assert!(parse(&text, Path::new("fw.yaml")).is_ok(), "{written}");
+        let text = firewall_with(
+            "protocol: icmp }",
+            &format!("protocol: {written}, destination_ports: 500 }}"),
+        );
+        assert!(
+            only_error(&text)
+                .2
+                .contains(&format!("{name} has no ports"))
+        );
+    }
 }
 
 #[test]

@@ -396,6 +396,8 @@ fn protocol(c: &mut Checker<'_>, raw: Option<&Spanned<String>>, path: &str) -> P
         ("tcp", Protocol::Tcp),
         ("udp", Protocol::Udp),
         ("icmp", Protocol::Icmp),
+        ("esp", Protocol::Esp),
+        ("ah", Protocol::Ah),
     ];
     raw.and_then(|p| word(c, p, path, &choices))
         .unwrap_or(Protocol::Any)
@@ -447,8 +449,18 @@ fn ports(
         RawPorts::Text(t) => t.clone(),
     };
     match parse_ports(&text) {
-        Ok(ranges) if protocol == Protocol::Icmp && !ranges.iter().any(|r| r.is_any()) => {
-            c.error(raw, path, "ICMP has no ports; leave ports out or use \"*\"");
+        Ok(ranges)
+            if matches!(protocol, Protocol::Icmp | Protocol::Esp | Protocol::Ah)
+                && !ranges.iter().any(|r| r.is_any()) =>
+        {
+            c.error(
+                raw,
+                path,
+                format!(
+                    "{} has no ports; leave ports out or use \"*\"",
+                    protocol.name().to_uppercase()
+                ),
+            );
             ranges
         }
         Ok(ranges) => ranges,
