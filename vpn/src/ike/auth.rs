@@ -6,8 +6,8 @@
 
 use super::keys::{Secret, auth_matches, child_keymat, prf, psk_auth};
 use super::message::{
-    Header, Message, TS_IPV4, TrafficSelector, VERSION, exchange, flags, parse_chain, payload,
-    proposals, traffic_selectors,
+    Header, TS_IPV4, TrafficSelector, VERSION, exchange, flags, payload, proposals,
+    traffic_selectors,
 };
 use super::message::{body_of, emit_chain, error_notify};
 use super::proposal::{EspChoice, choose_esp, esp_offer};
@@ -164,22 +164,7 @@ pub fn read_auth_response(
     answer: &[u8],
     params: &AuthParams<'_>,
 ) -> Result<ChildSa, AuthError> {
-    let mut bytes = answer.to_vec();
-    let m = Message::parse(&bytes).map_err(|_| AuthError::Unexpected)?;
-    let h = m.header;
-    if h.exchange != exchange::IKE_AUTH
-        || !h.is_response()
-        || h.message_id != 1
-        || h.spi_i != agreed.spi_i
-        || h.spi_r != agreed.spi_r
-    {
-        return Err(AuthError::Unexpected);
-    }
-    let sk = m.find(payload::SK).ok_or(AuthError::Missing("SK"))?.clone();
-    let key = SkKey::new(agreed.cipher, &agreed.keys.sk_er)?;
-    let chain = key.open(&mut bytes, sk.body)?;
-    let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
-        .map_err(|_| AuthError::Missing("inner"))?;
+    let (_, bytes, inner) = open_auth(agreed, true, answer)?;
     let body = |kind: u8| body_of(&bytes, &inner, kind);
     if let Some(kind) = error_notify(&bytes, &inner) {
         return Err(AuthError::Refused(kind));
@@ -221,6 +206,26 @@ pub fn read_auth_response(
         keys_i_to_r,
         keys_r_to_i,
     })
+}
+
+/// Opens the peer's IKE_AUTH message (message ID 1): the answer when we
+/// initiated (`initiator`), else the request. Returns its header, its
+/// decrypted bytes and the payloads inside.
+fn open_auth(
+    agreed: &Agreed,
+    initiator: bool,
+    message: &[u8],
+) -> Result<(Header, Vec<u8>, Vec<super::message::PayloadRef>), AuthError> {
+    let ike = super::protected::Protected::new(agreed, initiator)?;
+    let opened = ike.open(message).map_err(|e| match e {
+        super::protected::ProtectedError::Sealed(sk) => AuthError::Sealed(sk),
+        super::protected::ProtectedError::Unexpected => AuthError::Unexpected,
+    })?;
+    let h = opened.header;
+    if h.exchange != exchange::IKE_AUTH || h.is_response() != initiator || h.message_id != 1 {
+        return Err(AuthError::Unexpected);
+    }
+    Ok((h, opened.bytes, opened.payloads))
 }
 
 /// What the responder accepts in IKE_AUTH.
@@ -276,22 +281,7 @@ pub fn respond_auth(
     request: &[u8],
     params: &ResponderParams<'_>,
 ) -> Result<(Vec<u8>, ChildSa), AuthError> {
-    let mut bytes = request.to_vec();
-    let m = Message::parse(&bytes).map_err(|_| AuthError::Unexpected)?;
-    let h = m.header;
-    if h.exchange != exchange::IKE_AUTH
-        || h.is_response()
-        || h.message_id != 1
-        || h.spi_i != agreed.spi_i
-        || h.spi_r != agreed.spi_r
-    {
-        return Err(AuthError::Unexpected);
-    }
-    let sk = m.find(payload::SK).ok_or(AuthError::Missing("SK"))?.clone();
-    let key = SkKey::new(agreed.cipher, &agreed.keys.sk_ei)?;
-    let chain = key.open(&mut bytes, sk.body)?;
-    let inner = parse_chain(&bytes[..chain.end], chain.start, sk.inner_first)
-        .map_err(|_| AuthError::Missing("inner"))?;
+    let (h, bytes, inner) = open_auth(agreed, false, request)?;
     let body = |kind: u8| body_of(&bytes, &inner, kind);
     let idi = body(payload::IDI).ok_or(AuthError::Missing("IDi"))?;
     if idi != id_body(params.peer_id).as_slice() {
