@@ -187,7 +187,11 @@ enum Command {
     /// One with a NAT gateway, or whose first two hosts are in different
     /// subnets, gets the routed bench: routed by the switch, beside the same
     /// hosts switched in one subnet and a Linux router, and new connections
-    /// per second through the NAT gateway beside nftables masquerade.
+    /// per second through the NAT gateway beside nftables masquerade. One
+    /// with a load balancer gets the load-balancer bench: HTTP requests per
+    /// second (kept alive and one per connection, wrk) and TCP throughput
+    /// through its public frontend to nginx backends, beside HAProxy in TCP
+    /// mode and the client straight to one backend.
     Bench {
         /// Topology file (its first two hosts share a subnet, or are routed).
         topology: PathBuf,
