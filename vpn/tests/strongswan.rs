@@ -318,6 +318,19 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         OutboundSa::new(child.cipher, child.peer_spi, &child.keys_i_to_r).expect("keys");
     let mut inbound =
         InboundSa::new(child.cipher, child.our_spi, &child.keys_r_to_i).expect("keys");
+    // The underlay, captured meanwhile: only IKE and ESP in UDP, and the
+    // ping's payload never in clear.
+    let capture_file = lab.dir.join("underlay.pcap");
+    let capture = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.ours, "tcpdump", "-i", "ul0", "-U", "-n", "-w",
+        ])
+        .arg(&capture_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump runs (apt-get install tcpdump)");
+    std::thread::sleep(Duration::from_millis(800));
     let ping_packet = echo_request(
         "10.81.0.2".parse().unwrap(),
         "10.82.0.1".parse().unwrap(),
@@ -343,6 +356,28 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     assert_eq!(reply[20], 0, "an echo reply");
     assert!(reply.ends_with(b"through-the-tunnel"));
     assert_eq!(inbound.stats.auth_failed, 0);
+    {
+        let mut tcpdump = capture;
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling a child process we started.
+        unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+        let _ = tcpdump.wait();
+        let pcap = std::fs::read(&capture_file).unwrap_or_default();
+        assert!(pcap.len() > 24, "tcpdump captured the underlay");
+        assert!(
+            !pcap.windows(18).any(|w| w == b"through-the-tunnel"),
+            "the payload never crosses the underlay in clear"
+        );
+        let ports = udp_ports(&pcap);
+        assert!(!ports.is_empty());
+        assert!(
+            ports
+                .iter()
+                .all(|&(s, d)| matches!(s, 500 | 4500) && matches!(d, 500 | 4500)),
+            "{ports:?}"
+        );
+        assert!(ports.contains(&(4500, 4500)), "ESP in UDP 4500");
+    }
 
     // A liveness check is answered; a Delete of the child SA is answered
     // with charon's own, and charon closes it.
@@ -783,4 +818,29 @@ impl Drop for Reap {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The UDP (source, destination) ports of the IPv4 frames of a pcap file
+/// (Ethernet link type); other frames are skipped.
+fn udp_ports(pcap: &[u8]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while let Some(record) = pcap.get(at..at + 16) {
+        let len = u32::from_le_bytes([record[8], record[9], record[10], record[11]]) as usize;
+        let Some(frame) = pcap.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        at += 16 + len;
+        if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+            continue;
+        }
+        let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+        if let Some(udp) = frame.get(l4..l4 + 4) {
+            out.push((
+                u16::from_be_bytes([udp[0], udp[1]]),
+                u16::from_be_bytes([udp[2], udp[3]]),
+            ));
+        }
+    }
+    out
 }
