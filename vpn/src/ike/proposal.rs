@@ -100,49 +100,48 @@ fn proposal(
     out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-/// The body of an SA payload offering an IKE SA with each of `ciphers` in
-/// turn (one proposal, the ciphers as alternatives), PRF_HMAC_SHA2_256 and
-/// Curve25519. `spi` is empty in IKE_SA_INIT, the new SPI in a rekey.
-pub fn ike_offer(ciphers: &[Cipher], spi: &[u8]) -> Vec<u8> {
-    let mut transforms: Vec<(u8, u16, Option<u16>)> = ciphers
+/// One proposal numbered `number` for `protocol` under `spi`: each of
+/// `ciphers` as alternatives, then the transforms of the other types.
+fn single(
+    number: u8,
+    protocol: u8,
+    spi: &[u8],
+    ciphers: &[Cipher],
+    others: &[(u8, u16, Option<u16>)],
+) -> Vec<u8> {
+    let transforms: Vec<(u8, u16, Option<u16>)> = ciphers
         .iter()
         .map(|&c| {
             let (id, bits) = cipher_transform(c);
             (ENCR, id, bits)
         })
+        .chain(others.iter().copied())
         .collect();
-    transforms.push((PRF, PRF_HMAC_SHA2_256, None));
-    transforms.push((DH, GROUP_CURVE25519, None));
     let mut out = Vec::new();
-    proposal(&mut out, true, 1, PROTO_IKE, spi, &transforms);
+    proposal(&mut out, true, number, protocol, spi, &transforms);
     out
+}
+
+const IKE_OTHERS: [(u8, u16, Option<u16>); 2] =
+    [(PRF, PRF_HMAC_SHA2_256, None), (DH, GROUP_CURVE25519, None)];
+
+fn esp_others(pfs: bool) -> Vec<(u8, u16, Option<u16>)> {
+    let dh = pfs.then_some((DH, GROUP_CURVE25519, None));
+    dh.into_iter().chain([(ESN, ESN_NONE, None)]).collect()
+}
+
+/// The body of an SA payload offering an IKE SA with each of `ciphers` in
+/// turn (one proposal, the ciphers as alternatives), PRF_HMAC_SHA2_256 and
+/// Curve25519. `spi` is empty in IKE_SA_INIT, the new SPI in a rekey.
+pub fn ike_offer(ciphers: &[Cipher], spi: &[u8]) -> Vec<u8> {
+    single(1, PROTO_IKE, spi, ciphers, &IKE_OTHERS)
 }
 
 /// The body of an SA payload offering an ESP child SA received under
 /// `spi` with each of `ciphers`, without extended sequence numbers (and,
 /// with `pfs`, a Curve25519 exchange of its own).
 pub fn esp_offer(ciphers: &[Cipher], spi: u32, pfs: bool) -> Vec<u8> {
-    let mut transforms: Vec<(u8, u16, Option<u16>)> = ciphers
-        .iter()
-        .map(|&c| {
-            let (id, bits) = cipher_transform(c);
-            (ENCR, id, bits)
-        })
-        .collect();
-    if pfs {
-        transforms.push((DH, GROUP_CURVE25519, None));
-    }
-    transforms.push((ESN, ESN_NONE, None));
-    let mut out = Vec::new();
-    proposal(
-        &mut out,
-        true,
-        1,
-        PROTO_ESP,
-        &spi.to_be_bytes(),
-        &transforms,
-    );
-    out
+    single(1, PROTO_ESP, &spi.to_be_bytes(), ciphers, &esp_others(pfs))
 }
 
 /// The first of `ours` (in our order of preference) that one of the
@@ -213,42 +212,20 @@ pub fn choose_esp(offered: &[Proposal<'_>], ours: &[Cipher]) -> Option<EspChoice
 /// The SA payload body that accepts `choice`: the one proposal, with only
 /// the transforms agreed on (§2.7), under our own `spi`.
 pub fn ike_accept(choice: IkeChoice, spi: &[u8]) -> Vec<u8> {
-    let (id, bits) = cipher_transform(choice.cipher);
-    let mut out = Vec::new();
-    proposal(
-        &mut out,
-        true,
-        choice.number,
-        PROTO_IKE,
-        spi,
-        &[
-            (ENCR, id, bits),
-            (PRF, PRF_HMAC_SHA2_256, None),
-            (DH, GROUP_CURVE25519, None),
-        ],
-    );
-    out
+    single(choice.number, PROTO_IKE, spi, &[choice.cipher], &IKE_OTHERS)
 }
 
 /// The SA payload body that accepts an ESP `choice`, received under our
 /// `spi`.
 pub fn esp_accept(choice: EspChoice, spi: u32, pfs: bool) -> Vec<u8> {
-    let (id, bits) = cipher_transform(choice.cipher);
-    let mut transforms = vec![(ENCR, id, bits)];
-    if pfs {
-        transforms.push((DH, GROUP_CURVE25519, None));
-    }
-    transforms.push((ESN, ESN_NONE, None));
-    let mut out = Vec::new();
-    proposal(
-        &mut out,
-        true,
+    let spi = spi.to_be_bytes();
+    single(
         choice.number,
         PROTO_ESP,
-        &spi.to_be_bytes(),
-        &transforms,
-    );
-    out
+        &spi,
+        &[choice.cipher],
+        &esp_others(pfs),
+    )
 }
 
 #[cfg(test)]
