@@ -282,6 +282,7 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         .unwrap();
     let params = AuthParams {
         id: OURS.parse().unwrap(),
+        peer_id: THEIRS.parse().unwrap(),
         psk: PSK.as_bytes(),
         local: ("10.81.0.0".parse().unwrap(), 24),
         remote: ("10.82.0.0".parse().unwrap(), 24),
@@ -600,6 +601,7 @@ fn a_wrong_pre_shared_key_establishes_nothing() {
         .unwrap();
     let params = AuthParams {
         id: OURS.parse().unwrap(),
+        peer_id: THEIRS.parse().unwrap(),
         psk: b"not the lab's key",
         local: ("10.81.0.0".parse().unwrap(), 24),
         remote: ("10.82.0.0".parse().unwrap(), 24),
@@ -644,7 +646,7 @@ fn receive(socket: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddrV4)
 
 #[test]
 fn strongswan_initiates_and_we_answer_and_carry_its_ping() {
-    use sdn_vpn::ike::auth::{ResponderParams, respond_auth};
+    use sdn_vpn::ike::auth::respond_auth;
     use sdn_vpn::ike::sa_init::respond;
     if !is_root() || !Path::new(CHARON).exists() {
         eprintln!("skipped: needs root and {CHARON}");
@@ -730,7 +732,7 @@ fn strongswan_initiates_and_we_answer_and_carry_its_ping() {
         }
     };
     assert_eq!(&auth_request[..4], &[0; 4], "the non-ESP marker");
-    let params = ResponderParams {
+    let params = AuthParams {
         id: OURS.parse().unwrap(),
         peer_id: THEIRS.parse().unwrap(),
         psk: PSK.as_bytes(),

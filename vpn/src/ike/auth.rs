@@ -1,6 +1,6 @@
 //! The IKE_AUTH exchange with pre-shared keys (RFC 7296 §1.2, §2.15),
 //! initiator side: the encrypted request (IDi, AUTH, SA for the first
-//! child, TSi, TSr) and the reading of the answer (IDr, AUTH checked, the
+//! child, TSi, TSr) and the reading of the answer (IDr and AUTH checked, the
 //! chosen child SA and its traffic selectors), which yields the first child
 //! SA's keys.
 
@@ -93,14 +93,17 @@ pub struct AuthRequest {
     pub our_spi: u32,
 }
 
-/// What an IKE_AUTH request asks for.
+/// One side's IKE_AUTH settings, initiator or responder.
 #[derive(Debug, Clone)]
 pub struct AuthParams<'a> {
     /// Our identity (an IPv4 address, as `id = <address>` in strongSwan).
     pub id: Ipv4Addr,
+    /// The identity the peer must prove.
+    pub peer_id: Ipv4Addr,
     /// The pre-shared key.
     pub psk: &'a [u8],
-    /// Our side's prefix.
+    /// Our side's prefix (a responder requires the initiator's selectors
+    /// to hold it and the peer's).
     pub local: (Ipv4Addr, u8),
     /// The peer's side's prefix.
     pub remote: (Ipv4Addr, u8),
@@ -170,6 +173,9 @@ pub fn read_auth_response(
         return Err(AuthError::Refused(kind));
     }
     let idr = body(payload::IDR).ok_or(AuthError::Missing("IDr"))?;
+    if idr != id_body(params.peer_id).as_slice() {
+        return Err(AuthError::Authentication);
+    }
     let auth = body(payload::AUTH).ok_or(AuthError::Missing("AUTH"))?;
     let [AUTH_SHARED_KEY, _, _, _, mac @ ..] = auth else {
         return Err(AuthError::Missing("AUTH"));
@@ -228,25 +234,6 @@ fn open_auth(
     Ok((h, opened.bytes, opened.payloads))
 }
 
-/// What the responder accepts in IKE_AUTH.
-#[derive(Debug, Clone)]
-pub struct ResponderParams<'a> {
-    /// Our identity.
-    pub id: Ipv4Addr,
-    /// The identity the initiator must prove.
-    pub peer_id: Ipv4Addr,
-    /// The pre-shared key.
-    pub psk: &'a [u8],
-    /// Our side's prefix (the initiator's TSr must hold it).
-    pub local: (Ipv4Addr, u8),
-    /// The initiator's side's prefix (its TSi must hold it).
-    pub remote: (Ipv4Addr, u8),
-    /// Child SA ciphers, by preference.
-    pub ciphers: &'a [Cipher],
-    /// The SPI our child SA receives under.
-    pub spi: u32,
-}
-
 /// Whether one of `offered` holds all of `prefix`.
 fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
     let mask = if len == 0 {
@@ -279,7 +266,7 @@ pub fn respond_auth(
     init_request: &[u8],
     init_response: &[u8],
     request: &[u8],
-    params: &ResponderParams<'_>,
+    params: &AuthParams<'_>,
 ) -> Result<(Vec<u8>, ChildSa), AuthError> {
     let (h, bytes, inner) = open_auth(agreed, false, request)?;
     let body = |kind: u8| body_of(&bytes, &inner, kind);

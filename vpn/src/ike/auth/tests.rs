@@ -23,6 +23,7 @@ fn init() -> (Agreed, Agreed, Vec<u8>, Vec<u8>) {
 fn initiator_params(psk: &[u8]) -> AuthParams<'_> {
     AuthParams {
         id: "192.0.2.1".parse().unwrap(),
+        peer_id: "192.0.2.2".parse().unwrap(),
         psk,
         local: ("10.81.0.0".parse().unwrap(), 24),
         remote: ("10.82.0.0".parse().unwrap(), 24),
@@ -31,8 +32,8 @@ fn initiator_params(psk: &[u8]) -> AuthParams<'_> {
     }
 }
 
-fn responder_params(psk: &[u8]) -> ResponderParams<'_> {
-    ResponderParams {
+fn responder_params(psk: &[u8]) -> AuthParams<'_> {
+    AuthParams {
         id: "192.0.2.2".parse().unwrap(),
         peer_id: "192.0.2.1".parse().unwrap(),
         psk,
