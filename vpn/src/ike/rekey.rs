@@ -34,6 +34,24 @@ pub enum RekeyError {
     Missing(&'static str),
 }
 
+/// Opens the peer's answer to our CREATE_CHILD_SA request `message_id`,
+/// refused if it carries an error notify.
+fn open_answer(
+    ike: &Protected,
+    message_id: u32,
+    answer: &[u8],
+) -> Result<super::protected::Opened, RekeyError> {
+    let opened = ike.open(answer)?;
+    let h = opened.header;
+    if h.exchange != exchange::CREATE_CHILD_SA || !h.is_response() || h.message_id != message_id {
+        return Err(RekeyError::Unexpected);
+    }
+    if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
+        return Err(RekeyError::Refused(kind));
+    }
+    Ok(opened)
+}
+
 /// A rekey request under way.
 #[derive(Debug)]
 pub struct RekeyRequest {
@@ -102,18 +120,8 @@ pub fn read_rekey_response(
     answer: &[u8],
     ciphers: &[Cipher],
 ) -> Result<ChildSa, RekeyError> {
-    let opened = ike.open(answer)?;
-    let h = opened.header;
-    if h.exchange != exchange::CREATE_CHILD_SA
-        || !h.is_response()
-        || h.message_id != sent.message_id
-    {
-        return Err(RekeyError::Unexpected);
-    }
+    let opened = open_answer(ike, sent.message_id, answer)?;
     let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
-    if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
-        return Err(RekeyError::Refused(kind));
-    }
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
     let choice = choose_esp(&chosen, ciphers).ok_or(RekeyError::Missing("proposal"))?;
@@ -204,18 +212,8 @@ pub fn read_ike_rekey_response(
     pair: &super::dh::KeyPair,
     ciphers: &[Cipher],
 ) -> Result<super::sa_init::Agreed, RekeyError> {
-    let opened = ike.open(answer)?;
-    let h = opened.header;
-    if h.exchange != exchange::CREATE_CHILD_SA
-        || !h.is_response()
-        || h.message_id != sent.message_id
-    {
-        return Err(RekeyError::Unexpected);
-    }
+    let opened = open_answer(ike, sent.message_id, answer)?;
     let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
-    if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
-        return Err(RekeyError::Refused(kind));
-    }
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
     let [proposal] = chosen.as_slice() else {
