@@ -250,14 +250,7 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         remote,
     );
     let mut buffer = [0u8; 4096];
-    let mut answer = None;
-    for _ in 0..10 {
-        socket.send_to(&sent.bytes, remote).expect("send");
-        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
-            answer = Some(buffer[..n].to_vec());
-            break;
-        }
-    }
+    let answer = send_until(&socket, remote, &sent.bytes, |_| true);
     let answer = answer.unwrap_or_else(|| panic!("no answer from charon: {}", lab.log()));
     let agreed = read_response(&sent, &answer, &pair, &ciphers, remote, local)
         .unwrap_or_else(|e| panic!("{e}: {}", lab.log()));
@@ -291,14 +284,7 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     };
     let auth = auth_request(&agreed, &sent.bytes, &params).unwrap();
     let marked = [&[0u8; 4][..], &auth.bytes].concat();
-    let mut answered = None;
-    for _ in 0..10 {
-        floated.send_to(&marked, float_remote).expect("send");
-        if let Ok((n, _)) = floated.recv_from(&mut buffer) {
-            answered = Some(buffer[..n].to_vec());
-            break;
-        }
-    }
+    let answered = send_until(&floated, float_remote, &marked, |_| true);
     let answered = answered.unwrap_or_else(|| panic!("no IKE_AUTH answer: {}", lab.log()));
     assert_eq!(&answered[..4], &[0; 4], "the non-ESP marker");
     let child = read_auth_response(&agreed, &answer, &auth, &answered[4..], &params)
@@ -413,20 +399,8 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
         params.remote,
     )
     .unwrap();
-    let answered_rekey = {
-        let marked = [&[0u8; 4][..], &rekey.bytes].concat();
-        let mut got = None;
-        for _ in 0..10 {
-            floated.send_to(&marked, float_remote).expect("send");
-            if let Ok((n, _)) = floated.recv_from(&mut buffer)
-                && buffer[..4] == [0; 4]
-            {
-                got = Some(buffer[4..n].to_vec());
-                break;
-            }
-        }
-        got.unwrap_or_else(|| panic!("no rekey answer: {}", lab.log()))
-    };
+    let answered_rekey = exchange_raw(&floated, float_remote, &rekey.bytes)
+        .unwrap_or_else(|| panic!("no rekey answer: {}", lab.log()));
     let new_child = sdn_vpn::ike::rekey::read_rekey_response(
         &ike,
         &agreed.keys.sk_d,
@@ -516,20 +490,31 @@ fn strongswan_establishes_our_ike_and_child_sa_and_carries_esp() {
     assert!(lab.log().contains("rekeyed"), "{}", lab.log());
 }
 
-/// Sends `message` behind the non-ESP marker until an IKE answer comes.
-fn exchange_raw(socket: &UdpSocket, to: SocketAddrV4, message: &[u8]) -> Option<Vec<u8>> {
-    let marked = [&[0u8; 4][..], message].concat();
+/// Sends `datagram` to `to` until an answer that `accept` takes comes back
+/// (ten tries, each waiting the socket's read timeout).
+fn send_until(
+    socket: &UdpSocket,
+    to: SocketAddrV4,
+    datagram: &[u8],
+    accept: impl Fn(&[u8]) -> bool,
+) -> Option<Vec<u8>> {
     let mut buffer = [0u8; 4096];
     for _ in 0..10 {
-        socket.send_to(&marked, to).ok()?;
+        socket.send_to(datagram, to).ok()?;
         if let Ok((n, _)) = socket.recv_from(&mut buffer)
-            && n > 4
-            && buffer[..4] == [0; 4]
+            && accept(&buffer[..n])
         {
-            return Some(buffer[4..n].to_vec());
+            return Some(buffer[..n].to_vec());
         }
     }
     None
+}
+
+/// Sends `message` behind the non-ESP marker until an IKE answer comes.
+fn exchange_raw(socket: &UdpSocket, to: SocketAddrV4, message: &[u8]) -> Option<Vec<u8>> {
+    let marked = [&[0u8; 4][..], message].concat();
+    let answer = send_until(socket, to, &marked, |a| a.len() > 4 && a[..4] == [0; 4])?;
+    Some(answer[4..].to_vec())
 }
 
 /// An IPv4 ICMP echo request from `src` to `dst` carrying `data`.
@@ -584,15 +569,7 @@ fn a_wrong_pre_shared_key_establishes_nothing() {
         local,
         remote,
     );
-    let mut buffer = [0u8; 4096];
-    let mut answer = None;
-    for _ in 0..10 {
-        socket.send_to(&sent.bytes, remote).expect("send");
-        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
-            answer = Some(buffer[..n].to_vec());
-            break;
-        }
-    }
+    let answer = send_until(&socket, remote, &sent.bytes, |_| true);
     let answer = answer.expect("an IKE_SA_INIT answer");
     let agreed = read_response(&sent, &answer, &pair, &ciphers, remote, local).unwrap();
     let floated = socket_in(&lab.ours, format!("{OURS}:4500").parse().unwrap());
@@ -611,14 +588,7 @@ fn a_wrong_pre_shared_key_establishes_nothing() {
     let auth = auth_request(&agreed, &sent.bytes, &params).unwrap();
     let marked = [&[0u8; 4][..], &auth.bytes].concat();
     let float_remote: SocketAddrV4 = format!("{THEIRS}:4500").parse().unwrap();
-    let mut answered = None;
-    for _ in 0..6 {
-        floated.send_to(&marked, float_remote).expect("send");
-        if let Ok((n, _)) = floated.recv_from(&mut buffer) {
-            answered = Some(buffer[..n].to_vec());
-            break;
-        }
-    }
+    let answered = send_until(&floated, float_remote, &marked, |_| true);
     if let Some(a) = answered {
         // charon answers AUTHENTICATION_FAILED (24).
         let refused = read_auth_response(&agreed, &answer, &auth, &a[4..], &params);
