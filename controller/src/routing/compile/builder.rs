@@ -102,6 +102,17 @@ impl<'t> Builder<'t> {
         self.switch_of(h) == Some(self.switch.name.as_str())
     }
 
+    /// The gateway's own answer `first` (an ARP reply, an echo reply), sent
+    /// back out of the port the request came in, untagged there.
+    pub(super) fn answer_back(&self, first: Action) -> Vec<Action> {
+        let mut actions = vec![first];
+        if self.vlan_aware {
+            actions.push(Action::PopVlan);
+        }
+        actions.push(Action::InPort);
+        actions
+    }
+
     /// The gateway of a host's subnet.
     pub(super) fn gateway_of(&self, iface: &Interface) -> Option<Ipv4Addr> {
         self.topology.subnet(&iface.network, &iface.subnet)?.gateway

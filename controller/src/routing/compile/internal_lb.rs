@@ -110,7 +110,7 @@ pub(super) fn internal_flows(
                             ip_dst: host_prefix(frontend),
                             ..Match::default()
                         },
-                        arp_reply(b, router),
+                        b.answer_back(Action::ArpReply(router)),
                         COOKIE_BALANCE,
                     );
                 }
@@ -249,14 +249,4 @@ fn answer_flow(
         }],
         COOKIE_BALANCE,
     );
-}
-
-/// Answers an ARP request with the router's MAC, out of the port it came in.
-fn arp_reply(b: &Builder<'_>, router: sdn_vswitch::wire::EthernetAddress) -> Vec<Action> {
-    let mut actions = vec![Action::ArpReply(router)];
-    if b.vlan_aware {
-        actions.push(Action::PopVlan);
-    }
-    actions.push(Action::InPort);
-    actions
 }

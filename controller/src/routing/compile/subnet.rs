@@ -21,14 +21,6 @@ pub(super) fn source_subnet(
     };
     let router = b.router_mac();
     let ctx = exact(metadata(KIND_SUBNET, s));
-    let back = |b: &Builder<'_>, first: Action| {
-        let mut actions = vec![first];
-        if b.vlan_aware {
-            actions.push(Action::PopVlan);
-        }
-        actions.push(Action::InPort);
-        actions
-    };
     b.flow(
         ROUTE,
         PRIORITY_RESPONDER,
@@ -39,7 +31,7 @@ pub(super) fn source_subnet(
             ip_dst: host_prefix(gateway),
             ..Match::default()
         },
-        back(b, Action::ArpReply(router)),
+        b.answer_back(Action::ArpReply(router)),
         COOKIE_BASE,
     );
     let gateways: Vec<Ipv4Addr> = b
@@ -59,7 +51,7 @@ pub(super) fn source_subnet(
                 ip_dst: host_prefix(g),
                 ..Match::default()
             }),
-            back(b, Action::IcmpEchoReply),
+            b.answer_back(Action::IcmpEchoReply),
             COOKIE_BASE,
         );
     }
