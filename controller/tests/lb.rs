@@ -108,12 +108,30 @@ impl Drop for NameServer {
 /// another, and counts the names that answered; also returns every peer
 /// address the client's sockets saw.
 fn spread(lab: &Lab, port: u16, count: usize) -> (BTreeMap<String, usize>, Vec<IpAddr>) {
-    let target = at(FRONTEND, port);
-    in_ns(&lab.ns("client"), move || {
+    spread_from(
+        lab,
+        "client",
+        at(FRONTEND, port),
+        Duration::from_secs(1),
+        count,
+    )
+}
+
+/// Opens `count` connections from `client` to `target` one after another
+/// (each given `patience` to connect): the names that answered (or
+/// "(refused)"), and the peer addresses the client saw.
+fn spread_from(
+    lab: &Lab,
+    client: &str,
+    target: SocketAddr,
+    patience: Duration,
+    count: usize,
+) -> (BTreeMap<String, usize>, Vec<IpAddr>) {
+    in_ns(&lab.ns(client), move || {
         let mut names = BTreeMap::new();
         let mut peers = Vec::new();
         for _ in 0..count {
-            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
+            let Ok(mut stream) = TcpStream::connect_timeout(&target, patience) else {
                 *names.entry("(refused)".to_string()).or_insert(0) += 1;
                 continue;
             };
@@ -511,26 +529,7 @@ fn internal_spread(
     count: usize,
 ) -> (BTreeMap<String, usize>, Vec<IpAddr>) {
     let target = at(INTERNAL, 8080);
-    in_ns(&lab.ns(client), move || {
-        let mut names = BTreeMap::new();
-        let mut peers = Vec::new();
-        for _ in 0..count {
-            let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(700))
-            else {
-                *names.entry("(refused)".to_string()).or_insert(0) += 1;
-                continue;
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(2)))
-                .expect("timeout");
-            if let Ok(peer) = stream.peer_addr() {
-                peers.push(peer.ip());
-            }
-            let name = read_name(&mut stream).unwrap_or_else(|| "(no answer)".into());
-            *names.entry(name).or_insert(0) += 1;
-        }
-        (names, peers)
-    })
+    spread_from(lab, client, target, Duration::from_millis(700), count)
 }
 
 /// Replaces `from` with `to` in the lab's file and applies it.
