@@ -1,10 +1,15 @@
-//! The lab's internet, in namespaces: `<lab>-internet` is its router, with a
-//! bridge `edge` that the switches' uplinks join and a bridge `public` for
-//! the internet's own hosts, each in a namespace of its own with one public
-//! address. The router knows every public address: an internet host's on
-//! `public`, a public IP or NAT gateway of the lab on `edge` (the switch
-//! that owns it answers ARP for it). It has no route to any private
-//! address, so the internet reaches the lab only through public addresses.
+//! The lab's internet, in namespaces: `<lab>-internet` is its router. Each
+//! of the internet's hosts, in a namespace of its own with one public
+//! address, is a routed link of the router's (the router's address on
+//! every one). The switches' uplinks face the router's edge: the uplink's
+//! own link when one switch has an uplink, a bridge `edge` that the
+//! uplinks join when several do (the switch that owns an address answers
+//! ARP for it). Either way the frames from the edge carry the router's
+//! one edge address. The router knows every public address: an internet
+//! host's on its link, a public IP, NAT gateway or frontend of the lab on
+//! the edge. It has no route to any private address, so the internet
+//! reaches the lab only through public addresses. Links without a bridge
+//! keep a bridge's per-packet work off the path.
 
 use super::netlink::{self, Netlink, VethEnd};
 use crate::routing::addresses::internet_router_mac;
@@ -15,10 +20,8 @@ use sdn_vswitch::netns::{path_of, run_in};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-/// The router's bridge for the switches' uplinks.
+/// The router's bridge for the switches' uplinks, unless exactly one switch has one.
 pub const EDGE_BRIDGE: &str = "edge";
-/// The router's bridge for the internet's hosts.
-pub const PUBLIC_BRIDGE: &str = "public";
 /// MTU of the internet's links.
 const MTU: u32 = 1500;
 /// An internet host's device.
@@ -64,6 +67,17 @@ pub fn build(topology: &Topology) -> Result<()> {
         return Ok(());
     }
     let router = router_namespace(topology);
+    let uplinks: Vec<_> = topology
+        .switches
+        .iter()
+        .filter(|s| topology.has_uplink(&s.name))
+        .collect();
+    let bridged = uplinks.len() != 1;
+    // Where the router sends the lab's public addresses.
+    let edge_device = match uplinks.as_slice() {
+        [only] => uplink_device(topology, &only.name),
+        _ => EDGE_BRIDGE.to_string(),
+    };
     run_in(Some(&router), || {
         for key in ["all", "default"] {
             sysctl(&format!("net/ipv6/conf/{key}/disable_ipv6"), "1")?;
@@ -76,23 +90,17 @@ pub fn build(topology: &Topology) -> Result<()> {
         }
         let mut nl = Netlink::open()?;
         nl.set_up(netlink::index_of("lo")?)?;
-        for bridge in [EDGE_BRIDGE, PUBLIC_BRIDGE] {
-            nl.create_bridge(bridge)?;
+        if bridged {
+            nl.create_bridge(EDGE_BRIDGE)?;
+            let edge = netlink::index_of(EDGE_BRIDGE)?;
+            nl.set_mac(edge, internet_router_mac(&topology.name))?;
+            nl.set_up(edge)?;
         }
-        let edge = netlink::index_of(EDGE_BRIDGE)?;
-        nl.set_mac(edge, internet_router_mac(&topology.name))?;
-        nl.set_up(edge)?;
-        let public = netlink::index_of(PUBLIC_BRIDGE)?;
-        nl.add_address(public, INTERNET_ROUTER.into(), 32)?;
-        nl.set_up(public)
+        Ok(())
     })
     .with_context(|| format!("build the internet's router in namespace {router}"))?;
     let router_file = open(&router)?;
-    for switch in topology
-        .switches
-        .iter()
-        .filter(|s| topology.has_uplink(&s.name))
-    {
+    for switch in &uplinks {
         let namespace = topology.namespace_of(&switch.name);
         let file = open(&namespace)?;
         let device = uplink_device(topology, &switch.name);
@@ -107,12 +115,17 @@ pub fn build(topology: &Topology) -> Result<()> {
                 &VethEnd {
                     name: device.clone(),
                     netns_fd: router_file.as_raw_fd(),
-                    mac: None,
+                    // Unbridged, the link itself is the router's edge.
+                    mac: (!bridged).then(|| internet_router_mac(&topology.name)),
                     mtu: Some(MTU),
                 },
             )
             .with_context(|| format!("link switch {} to the internet", switch.name))?;
-        attach(&router, &device, EDGE_BRIDGE)?;
+        if bridged {
+            attach(&router, &device, EDGE_BRIDGE)?;
+        } else {
+            bring_up(&router, &device)?;
+        }
         run_in(Some(&namespace), || {
             Netlink::open()?.set_up(netlink::index_of(UPLINK_PORT_NAME)?)
         })
@@ -138,7 +151,6 @@ pub fn build(topology: &Topology) -> Result<()> {
                 },
             )
             .with_context(|| format!("link internet host {} to the router", host.name))?;
-        attach(&router, &device, PUBLIC_BRIDGE)?;
         run_in(Some(&namespace), || {
             let mut nl = Netlink::open()?;
             nl.set_up(netlink::index_of("lo")?)?;
@@ -155,8 +167,11 @@ pub fn build(topology: &Topology) -> Result<()> {
         })
         .with_context(|| format!("configure internet host {}", host.name))?;
         run_in(Some(&router), || {
-            let public = netlink::index_of(PUBLIC_BRIDGE)?;
-            Netlink::open()?.add_route(host.address, 32, None, public, false)
+            let mut nl = Netlink::open()?;
+            let link = netlink::index_of(&device)?;
+            nl.add_address(link, INTERNET_ROUTER.into(), 32)?;
+            nl.set_up(link)?;
+            nl.add_route(host.address, 32, None, link, false)
         })
         .with_context(|| format!("route {} to internet host {}", host.address, host.name))?;
     }
@@ -176,7 +191,7 @@ pub fn build(topology: &Topology) -> Result<()> {
         );
     for address in lab_addresses {
         run_in(Some(&router), || {
-            let edge = netlink::index_of(EDGE_BRIDGE)?;
+            let edge = netlink::index_of(&edge_device)?;
             Netlink::open()?.add_route(address, 32, None, edge, false)
         })
         .with_context(|| format!("route public address {address} to the lab's edge"))?;
@@ -193,4 +208,12 @@ fn attach(router: &str, device: &str, bridge: &str) -> Result<()> {
         nl.set_up(index)
     })
     .with_context(|| format!("attach {device} to bridge {bridge}"))
+}
+
+/// Brings the router's `device` up.
+fn bring_up(router: &str, device: &str) -> Result<()> {
+    run_in(Some(router), || {
+        Netlink::open()?.set_up(netlink::index_of(device)?)
+    })
+    .with_context(|| format!("bring up {device}"))
 }
