@@ -1,5 +1,6 @@
 //! Topology files: a YAML description of a lab (networks and subnets, switches
-//! and their ports, hosts and their interfaces, links), parsed into a raw form
+//! and their ports, hosts and their interfaces, links, and the security,
+//! routing, internet, load balancer and VPN sections), parsed into a raw form
 //! and validated into a typed model before anything is created. A bad file is
 //! answered with every problem found, each with file, line, path and reason.
 
@@ -7,10 +8,12 @@ pub mod common;
 pub mod edit;
 pub mod load_balancer;
 pub mod model;
+pub mod psk;
 mod raw;
 pub mod routing;
 pub mod security;
 mod validate;
+pub mod vpn;
 
 pub use common::*;
 pub use model::*;
@@ -161,3 +164,6 @@ mod routing_tests;
 
 #[cfg(test)]
 mod load_balancer_tests;
+
+#[cfg(test)]
+mod vpn_tests;

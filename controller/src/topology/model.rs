@@ -44,6 +44,9 @@ pub struct Topology {
     pub internet: super::routing::Internet,
     /// Load balancers.
     pub load_balancers: Vec<super::load_balancer::LoadBalancer>,
+    /// On-premises sites, local network gateways and the connections of
+    /// VPN gateways (the gateways are `routing.vpn_gateways`).
+    pub vpn: super::vpn::Vpn,
 }
 
 /// Bytes VXLAN adds in front of an inner frame: outer IPv4 (20), UDP (8),

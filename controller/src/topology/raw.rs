@@ -42,6 +42,84 @@ pub(crate) struct RawTopology {
     pub(crate) nat_gateways: Vec<Spanned<RawNatGateway>>,
     #[serde(default)]
     pub(crate) load_balancers: Vec<Spanned<RawLoadBalancer>>,
+    #[serde(default)]
+    pub(crate) onprem_sites: Vec<Spanned<RawOnpremSite>>,
+    #[serde(default)]
+    pub(crate) local_network_gateways: Vec<Spanned<RawLocalNetworkGateway>>,
+    #[serde(default)]
+    pub(crate) connections: Vec<Spanned<RawConnection>>,
+}
+
+/// A branch office: a namespace on the internet with a public address,
+/// a LAN and hosts behind it, running strongSwan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOnpremSite {
+    pub(crate) name: Spanned<String>,
+    pub(crate) public_ip: Spanned<String>,
+    pub(crate) lan: Spanned<String>,
+    pub(crate) ipsec: Spanned<String>,
+    #[serde(default)]
+    pub(crate) hosts: Vec<Spanned<RawSiteHost>>,
+}
+
+/// A host on a site's LAN.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSiteHost {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+}
+
+/// A remote VPN peer the lab does not run, and the prefixes behind it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocalNetworkGateway {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) prefixes: Vec<Spanned<String>>,
+}
+
+/// A site-to-site or VNet-to-VNet IPsec connection of a VPN gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnection {
+    pub(crate) name: Spanned<String>,
+    pub(crate) gateway: Spanned<String>,
+    #[serde(default)]
+    pub(crate) site: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) local_network_gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) peer_gateway: Option<Spanned<String>>,
+    pub(crate) psk_file: Spanned<String>,
+    #[serde(default)]
+    pub(crate) ipsec_policy: Option<Spanned<RawIpsecPolicy>>,
+    #[serde(default)]
+    pub(crate) ike_lifetime: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) child_lifetime: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) dpd_interval: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) dpd_retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) initiator: Option<Spanned<String>>,
+}
+
+/// The algorithms a connection offers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpsecPolicy {
+    #[serde(default)]
+    pub(crate) ike: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) prf: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) dh: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) esp: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A load balancer: frontends, backend pools, probes and the rules that
@@ -187,6 +265,7 @@ pub(crate) enum RawNextHop {
 pub(crate) struct RawVpnGateway {
     pub(crate) name: Spanned<String>,
     pub(crate) network: Spanned<String>,
+    pub(crate) public_ip: Spanned<String>,
 }
 
 /// The internet: hosts on public addresses.

@@ -58,13 +58,16 @@ pub struct RouteTable {
     pub subnets: Vec<SubnetRef>,
 }
 
-/// A VPN gateway of a network (a route's `vpn_gateway` next hop).
+/// A VPN gateway of a network (a route's `vpn_gateway` next hop, and an
+/// end of `vpn::Connection`s); a network has at most one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpnGateway {
     /// Name.
     pub name: String,
     /// Its network.
     pub network: String,
+    /// Its address on the internet edge, where IKE and ESP reach it.
+    pub public_ip: Ipv4Addr,
 }
 
 /// Routing beyond a network's own subnets.
@@ -84,6 +87,16 @@ impl Routing {
         self.peerings
             .iter()
             .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+    }
+
+    /// The VPN gateway named `name`.
+    pub fn vpn_gateway(&self, name: &str) -> Option<&VpnGateway> {
+        self.vpn_gateways.iter().find(|g| g.name == name)
+    }
+
+    /// The VPN gateway of a network.
+    pub fn vpn_gateway_of(&self, network: &str) -> Option<&VpnGateway> {
+        self.vpn_gateways.iter().find(|g| g.network == network)
     }
 
     /// The route table attached to a subnet.

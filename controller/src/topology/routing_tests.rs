@@ -663,7 +663,7 @@ fn vpn_gateways() {
             &format!("\nvpn_gateways:\n{gateways}\ninternet:\n"),
         )
     };
-    let text = vpn("  - { name: vpn-hub, network: hub }\n");
+    let text = vpn("  - { name: vpn-hub, network: hub, public_ip: 203.0.113.90 }\n");
     let text = text.replacen(
         "next_hop: none }",
         "next_hop: { vpn_gateway: vpn-hub } }",
@@ -674,7 +674,8 @@ fn vpn_gateways() {
         topo.routing.vpn_gateways,
         [VpnGateway {
             name: "vpn-hub".into(),
-            network: "hub".into()
+            network: "hub".into(),
+            public_ip: ip("203.0.113.90"),
         }]
     );
     assert_eq!(
@@ -688,7 +689,7 @@ fn vpn_gateways() {
         HOP_PATH,
         "no VPN gateway named vpn-x (see vpn_gateways)",
     );
-    let text = vpn("  - { name: vpn-spoke, network: spoke }\n").replacen(
+    let text = vpn("  - { name: vpn-spoke, network: spoke, public_ip: 203.0.113.90 }\n").replacen(
         "next_hop: none }",
         "next_hop: { vpn_gateway: vpn-spoke } }",
         1,
@@ -699,7 +700,7 @@ fn vpn_gateways() {
         HOP_PATH,
         "VPN gateway vpn-spoke belongs to network spoke, not to hub",
     );
-    let text = vpn("  - { name: vpn-x, network: hubs }\n");
+    let text = vpn("  - { name: vpn-x, network: hubs, public_ip: 203.0.113.90 }\n");
     refused(
         &text,
         "network: hubs",
@@ -751,7 +752,7 @@ fn resource_names_are_unique_across_kinds() {
     );
     let text = routing_with(
         "\ninternet:\n",
-        "\nvpn_gateways:\n  - { name: rt-web, network: hub }\n\ninternet:\n",
+        "\nvpn_gateways:\n  - { name: rt-web, network: hub, public_ip: 203.0.113.90 }\n\ninternet:\n",
     );
     refused(
         &text,

@@ -183,7 +183,8 @@ fn subnet_holding(network: &Network, address: Ipv4Addr) -> Option<(&str, ipnet::
 }
 
 /// The address a public thing of the file uses, by path: internet hosts,
-/// public IPs and NAT gateways.
+/// public IPs, NAT gateways, VPN gateways, on-premises sites and local
+/// network gateways.
 fn public_user(raw: &RawTopology, address: Ipv4Addr) -> Option<String> {
     let is = |text: &Spanned<String>| text.value.parse::<Ipv4Addr>() == Ok(address);
     let hosts = raw.internet.iter().flat_map(|i| i.value.hosts.iter());
@@ -200,6 +201,21 @@ fn public_user(raw: &RawTopology, address: Ipv4Addr) -> Option<String> {
     for (i, gw) in raw.nat_gateways.iter().enumerate() {
         if is(&gw.value.address) {
             return Some(format!("nat_gateways[{i}].address"));
+        }
+    }
+    for (i, gw) in raw.vpn_gateways.iter().enumerate() {
+        if is(&gw.value.public_ip) {
+            return Some(format!("vpn_gateways[{i}].public_ip"));
+        }
+    }
+    for (i, site) in raw.onprem_sites.iter().enumerate() {
+        if is(&site.value.public_ip) {
+            return Some(format!("onprem_sites[{i}].public_ip"));
+        }
+    }
+    for (i, gw) in raw.local_network_gateways.iter().enumerate() {
+        if is(&gw.value.address) {
+            return Some(format!("local_network_gateways[{i}].address"));
         }
     }
     None

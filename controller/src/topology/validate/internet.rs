@@ -1,8 +1,10 @@
 //! The internet edge: hosts on public addresses from the documentation
 //! ranges, one internet gateway per network, public IPs on host interfaces
-//! and NAT gateways on subnets. Public addresses are unique, inside the
-//! internet's ranges and in no network; whatever reaches the internet belongs
-//! to a network with an internet gateway.
+//! and NAT gateways on subnets. Public addresses (these, and those of VPN
+//! gateways, on-premises sites and local network gateways, claimed through
+//! `Addresses` too) are unique, inside the internet's ranges and in no
+//! network; whatever reaches the internet belongs to a network with an
+//! internet gateway.
 
 use super::routing::ResourceNames;
 use super::security::{Names, interface_ref, parse_ports, subnet_refs_at};
@@ -29,11 +31,11 @@ pub(super) struct Context<'a> {
 
 /// Public addresses in use, and by what.
 #[derive(Default)]
-struct Addresses(FxHashMap<Ipv4Addr, String>);
+pub(super) struct Addresses(FxHashMap<Ipv4Addr, String>);
 
 impl Addresses {
     /// Checks a public address and claims it for `path`.
-    fn claim(
+    pub(super) fn claim(
         &mut self,
         c: &mut Checker<'_>,
         text: &Spanned<String>,
@@ -96,19 +98,27 @@ impl Addresses {
 
 /// Validates the internet section, internet gateways, public IPs and NAT
 /// gateways. `node_names` holds the names of hosts and switches, which
-/// internet hosts share.
+/// internet hosts share; `addresses` the public addresses claimed so far.
+/// A lab has an internet if it has an internet section or internet
+/// gateways, or anything else on the internet: VPN gateways, on-premises
+/// sites or local network gateways.
 pub(super) fn internet(
     c: &mut Checker<'_>,
     raw: &RawTopology,
     cx: &Context<'_>,
     node_names: &mut FxHashMap<String, String>,
     resources: &mut ResourceNames,
+    addresses: &mut Addresses,
 ) -> Internet {
+    let present = raw.internet.is_some()
+        || !raw.internet_gateways.is_empty()
+        || !raw.vpn_gateways.is_empty()
+        || !raw.onprem_sites.is_empty()
+        || !raw.local_network_gateways.is_empty();
     let mut out = Internet {
-        present: raw.internet.is_some() || !raw.internet_gateways.is_empty(),
+        present,
         ..Internet::default()
     };
-    let mut addresses = Addresses::default();
     if out.present {
         // The file's networks as written, to point at the offending CIDR
         // (`cx.networks` leaves out those whose CIDR was refused).
@@ -185,8 +195,8 @@ pub(super) fn internet(
             network: network.value.clone(),
         });
     }
-    public_ips(c, raw, cx, &mut addresses, resources, &mut out);
-    nat_gateways(c, raw, cx, &mut addresses, resources, &mut out);
+    public_ips(c, raw, cx, addresses, resources, &mut out);
+    nat_gateways(c, raw, cx, addresses, resources, &mut out);
     out
 }
 

@@ -1,13 +1,15 @@
 //! Turns the raw file into the typed model, checking everything before
 //! anything is created: names, CIDRs (a subnet lies inside its network,
 //! subnets do not overlap, an address lies in its subnet and is used once),
-//! references between sections (load balancers included), and that every
-//! port and interface is linked.
+//! references between sections (load balancers and VPN connections
+//! included), and that every port and interface is linked.
 //! Every problem is collected, each with its line, path and reason.
 
+mod connection;
 mod duration;
 mod frontend;
 mod internet;
+mod ipsec;
 mod links;
 mod load_balancer;
 mod nodes;
@@ -15,6 +17,7 @@ mod overlay;
 mod probe;
 mod routing;
 mod security;
+mod vpn;
 
 use super::TopologyError;
 use super::model::*;
@@ -202,7 +205,9 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
 
     let security = security::security(&mut c, raw.security.as_ref(), &hosts, &networks, &links);
     let mut resources = routing::ResourceNames::default();
-    let mut routing = routing::peerings_and_vpn_gateways(&mut c, &raw, &networks, &mut resources);
+    let mut addresses = internet::Addresses::default();
+    let mut routing =
+        routing::peerings_and_vpn_gateways(&mut c, &raw, &networks, &mut resources, &mut addresses);
     let names = security::Names::new(&hosts, &networks, &links);
     let context = internet::Context {
         lab: &lab,
@@ -212,7 +217,14 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         links: &links,
         names: &names,
     };
-    let internet = internet::internet(&mut c, &raw, &context, &mut node_names, &mut resources);
+    let internet = internet::internet(
+        &mut c,
+        &raw,
+        &context,
+        &mut node_names,
+        &mut resources,
+        &mut addresses,
+    );
     let hops = routing::HopContext {
         hosts: &hosts,
         internet: &internet,
@@ -230,6 +242,17 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         links: &links,
     };
     let load_balancers = load_balancer::load_balancers(&mut c, &balancers, &mut resources);
+    let vpn_context = vpn::Context {
+        raw: &raw,
+        networks: &networks,
+        routing: &routing,
+    };
+    let mut claims = vpn::Claims {
+        node_names: &mut node_names,
+        resources: &mut resources,
+        addresses: &mut addresses,
+    };
+    let vpn = vpn::vpn(&mut c, &vpn_context, &mut claims);
 
     if c.errors.is_empty() {
         Ok(Topology {
@@ -246,6 +269,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
             routing,
             internet,
             load_balancers,
+            vpn,
         })
     } else {
         Err(c.errors)

@@ -1,12 +1,14 @@
 //! Peerings, VPN gateways and route tables: peerings join two existing,
-//! different networks whose address spaces do not overlap; a route table
-//! attaches to subnets (one table per subnet) and its routes have valid
-//! prefixes and next hops that exist for every subnet it steers: a virtual
-//! appliance is a forwarding interface of the subnet's network or a peered
-//! one, `internet` needs the network's internet gateway, a VPN gateway
-//! belongs to the network.
+//! different networks whose address spaces do not overlap; a VPN gateway
+//! belongs to an existing network (one per network) and has a free public
+//! address; a route table attaches to subnets (one table per subnet) and
+//! its routes have valid prefixes and next hops that exist for every
+//! subnet it steers: a virtual appliance is a forwarding interface of the
+//! subnet's network or a peered one, `internet` needs the network's
+//! internet gateway, a VPN gateway belongs to the network.
 
 use super::Checker;
+use super::internet::Addresses;
 use super::security::{Names, subnet_refs_at};
 use crate::topology::model::{Host, Network};
 use crate::topology::raw::{RawNextHop, RawRoute, RawRouteTable, RawTopology};
@@ -47,13 +49,15 @@ pub(super) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Validates `peerings` and `vpn_gateways`; route tables come later, once
-/// the internet gateways are known (see `route_tables`).
+/// Validates `peerings` and `vpn_gateways` (claiming their public IPs in
+/// `addresses`); route tables come later, once the internet gateways are
+/// known (see `route_tables`).
 pub(super) fn peerings_and_vpn_gateways(
     c: &mut Checker<'_>,
     raw: &RawTopology,
     networks: &[Network],
     resources: &mut ResourceNames,
+    addresses: &mut Addresses,
 ) -> Routing {
     let mut routing = Routing::default();
     for (i, pair) in raw.peerings.iter().enumerate() {
@@ -105,6 +109,12 @@ pub(super) fn peerings_and_vpn_gateways(
     for (i, gw) in raw.vpn_gateways.iter().enumerate() {
         let path = format!("vpn_gateways[{i}]");
         resources.claim(c, &gw.value.name, &format!("{path}.name"));
+        let public_ip = addresses.claim(
+            c,
+            &gw.value.public_ip,
+            &format!("{path}.public_ip"),
+            networks,
+        );
         let network = &gw.value.network;
         if !networks.iter().any(|n| n.name == network.value) {
             c.error(
@@ -114,9 +124,24 @@ pub(super) fn peerings_and_vpn_gateways(
             );
             continue;
         }
+        if let Some(other) = routing.vpn_gateway_of(&network.value) {
+            c.error(
+                network,
+                format!("{path}.network"),
+                format!(
+                    "network {} already has VPN gateway {}; a network takes one",
+                    network.value, other.name
+                ),
+            );
+            continue;
+        }
         routing.vpn_gateways.push(VpnGateway {
             name: gw.value.name.value.clone(),
             network: network.value.clone(),
+            // A refused address was reported, and the file is refused: the
+            // gateway is kept so that what names it is checked against it
+            // rather than reported missing.
+            public_ip: public_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
         });
     }
     routing
