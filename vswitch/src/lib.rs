@@ -20,4 +20,5 @@ pub mod port;
 pub mod probe;
 #[doc(hidden)]
 pub mod testutil;
+pub mod vpn_config;
 pub mod wire;
