@@ -14,3 +14,5 @@ mod tests;
 
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod vpn_pipeline_tests;

@@ -22,17 +22,17 @@ use std::time::{Duration, Instant};
 
 const LAB: &str = "routing";
 
-struct Switch {
+pub(super) struct Switch {
     topology: Topology,
-    pipeline: Pipeline,
-    now: Instant,
+    pub(super) pipeline: Pipeline,
+    pub(super) now: Instant,
 }
 
 /// What left one port.
 #[derive(Debug)]
-struct Sent {
-    port: u32,
-    bytes: Vec<u8>,
+pub(super) struct Sent {
+    pub(super) port: u32,
+    pub(super) bytes: Vec<u8>,
 }
 
 impl Switch {
@@ -47,7 +47,13 @@ impl Switch {
     /// A switch of `yaml` with ports `ports`, holding its load-balancing
     /// groups (every member up).
     fn with_ports(yaml: &str, name: &str, ports: &[u32]) -> Switch {
-        let topology = parse(yaml, Path::new("lab.yaml")).unwrap();
+        Switch::at(yaml, Path::new("lab.yaml"), name, ports)
+    }
+
+    /// A switch of `yaml` read as the file `path` (files it names, such as
+    /// pre-shared keys, are found next to it).
+    pub(super) fn at(yaml: &str, path: &Path, name: &str, ports: &[u32]) -> Switch {
+        let topology = parse(yaml, path).unwrap();
         let mut r = Reconciler::new();
         for spec in tables::skeleton() {
             r.want(spec);
@@ -71,11 +77,11 @@ impl Switch {
         }
     }
 
-    fn mac(&self, host: &str) -> EthernetAddress {
+    pub(super) fn mac(&self, host: &str) -> EthernetAddress {
         self.topology.host(host).unwrap().interfaces[0].mac
     }
 
-    fn send(&mut self, in_port: u32, frame: &[u8]) -> Vec<Sent> {
+    pub(super) fn send(&mut self, in_port: u32, frame: &[u8]) -> Vec<Sent> {
         let mut buffer = OwnedFrame::new(frame);
         let mut d = Decision::default();
         self.pipeline

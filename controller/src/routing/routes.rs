@@ -17,16 +17,19 @@ pub enum Source {
     System,
     /// A peered network.
     Peering,
+    /// A VPN gateway's connection: the prefixes behind its far end.
+    Gateway,
     /// A route table.
     User,
 }
 
 impl Source {
-    /// `system`, `peering` or `user`.
+    /// `system`, `peering`, `gateway` or `user`.
     pub fn name(self) -> &'static str {
         match self {
             Source::System => "system",
             Source::Peering => "peering",
+            Source::Gateway => "gateway",
             Source::User => "user",
         }
     }
@@ -138,6 +141,17 @@ pub fn subnet_routes(topology: &Topology, network: &str, subnet: &str) -> Vec<Ef
                 hop: Hop::Peering {
                     network: other.name.clone(),
                 },
+                active: true,
+            });
+        }
+    }
+    if let Some(gateway) = topology.routing.vpn_gateway_of(&own.name) {
+        for tunnel in topology.vpn.tunnel_routes(&gateway.name) {
+            routes.push(EffectiveRoute {
+                source: Source::Gateway,
+                name: format!("vpn-{}", tunnel.connection),
+                prefix: tunnel.prefix,
+                hop: Hop::VpnGateway(gateway.name.clone()),
                 active: true,
             });
         }

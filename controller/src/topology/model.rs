@@ -62,6 +62,11 @@ pub const UPLINK_PORT_NAME: &str = "uplink";
 /// The number of a switch's port to the internet.
 pub const UPLINK_PORT: PortNo = 65_001;
 
+/// The number of a switch's first ESP tunnel port: the VPN gateways a switch
+/// carries are ports `ESP_PORT_BASE`, `ESP_PORT_BASE + 1`, … in the order of
+/// `vpn_gateways`.
+pub const ESP_PORT_BASE: PortNo = 65_100;
+
 /// The bridge that is the underlay network, in the underlay namespace.
 pub const UNDERLAY_BRIDGE: &str = "underlay";
 
@@ -382,6 +387,54 @@ impl Topology {
     /// The network of a name, if declared.
     pub fn network(&self, name: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// The switch that carries VPN gateway `gateway`: the first switch, in
+    /// file order, with a port linked to a host interface in the gateway's
+    /// network. Its ESP port sends what the network routes into the
+    /// gateway's tunnels, and what the tunnels bring is routed from there.
+    pub fn vpn_gateway_switch(&self, gateway: &str) -> Option<&Switch> {
+        let network = &self.routing.vpn_gateway(gateway)?.network;
+        self.switches.iter().find(|s| {
+            s.ports.iter().any(|p| {
+                self.host_on(&s.name, &p.name)
+                    .is_some_and(|(_, i)| &i.network == network)
+            })
+        })
+    }
+
+    /// The public address of the far end of `connection`, seen from VPN
+    /// gateway `gateway` (one of its ends).
+    pub fn vpn_peer_address(
+        &self,
+        connection: &super::vpn::Connection,
+        gateway: &str,
+    ) -> Option<std::net::Ipv4Addr> {
+        use super::vpn::Remote;
+        if connection.gateway != gateway {
+            return Some(self.routing.vpn_gateway(&connection.gateway)?.public_ip);
+        }
+        match &connection.remote {
+            Remote::Site(name) => Some(self.vpn.site(name)?.public_ip),
+            Remote::LocalNetworkGateway(name) => {
+                Some(self.vpn.local_network_gateway(name)?.address)
+            }
+            Remote::PeerGateway(name) => Some(self.routing.vpn_gateway(name)?.public_ip),
+        }
+    }
+
+    /// The VPN gateways switch `switch` carries, each with its ESP port's
+    /// number, in the order of `vpn_gateways`.
+    pub fn vpn_gateways_on(&self, switch: &str) -> Vec<(&super::routing::VpnGateway, PortNo)> {
+        self.routing
+            .vpn_gateways
+            .iter()
+            .filter(|g| {
+                self.vpn_gateway_switch(&g.name)
+                    .is_some_and(|s| s.name == switch)
+            })
+            .zip(ESP_PORT_BASE..)
+            .collect()
     }
 
     /// Whether switch `name` has an uplink to the internet: it holds hosts of

@@ -292,6 +292,13 @@ impl Vpn {
         self.connections.iter().find(|c| c.name == name)
     }
 
+    /// The tunnel id of connection `name`: 1 + its index in `connections`.
+    /// Both ends' switches (of a VNet-to-VNet connection) use the same one.
+    pub fn tunnel_id(&self, name: &str) -> Option<u32> {
+        let index = self.connections.iter().position(|c| c.name == name)?;
+        u32::try_from(index + 1).ok()
+    }
+
     /// The connections VPN gateway `gateway` is an end of: those it makes,
     /// and VNet-to-VNet connections that name it as their peer.
     pub fn connections_of<'v>(&'v self, gateway: &'v str) -> impl Iterator<Item = &'v Connection> {

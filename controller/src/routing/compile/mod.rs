@@ -19,6 +19,9 @@
 //!   their subnet's NAT gateway (SNAT), or are refused.
 //! - `NAT_OUT`: source-NATed packets go out of the uplink to the internet's
 //!   router; refused translations are dropped.
+//!
+//! A VPN gateway's switch sends the routes to it into its ESP port and
+//! routes what the port opens (`vpn`).
 
 use super::addresses::{
     Indexes, KIND_EDGE, KIND_INET, KIND_NEIGH, KIND_SUBNET, KIND_TRANSIT, internet_router_mac,
@@ -108,6 +111,7 @@ mod builder;
 mod internal_lb;
 mod internet;
 mod subnet;
+pub mod vpn;
 
 use builder::{Builder, Host};
 use internet::{edge, internet_egress};
@@ -194,6 +198,7 @@ pub fn compile(topology: &Topology, name: &str) -> CompiledRouting {
         edge(&mut b, &mut neighbor_networks, &mut inet_subnets);
     }
     internal_lb::internal_flows(&mut b, &contexts, &mut neighbor_networks);
+    vpn::tunnel_ingress(&mut b, &mut neighbor_networks);
     for network in &neighbor_networks {
         neighbors(&mut b, network);
     }

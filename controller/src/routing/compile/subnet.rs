@@ -108,8 +108,8 @@ pub(super) fn source_subnet(
                     None => Vec::new(),
                 }
             }
-            // Dropped; a VPN gateway has no tunnel to send to yet.
-            Hop::None | Hop::VpnGateway(_) => Vec::new(),
+            Hop::VpnGateway(g) => super::vpn::tunnel_actions(b, g, route.prefix, gateway),
+            Hop::None => Vec::new(),
         };
         let cookie = route_cookie(b, &network, &subnet, &route);
         b.flow(ROUTE, route.priority(), matcher, actions, cookie);
