@@ -6,8 +6,10 @@
 //!   AEAD ciphers: AES-GCM with a 16-byte ICV (RFC 4106) and
 //!   ChaCha20-Poly1305 (RFC 7634), sealing and opening packets in place.
 //! - [`ike`]: IKEv2 (RFC 7296): so far its key derivation.
+//! - [`psk`]: pre-shared key files, checked (owner-only) whenever read.
 
 pub mod esp;
 pub mod fuzzing;
 pub mod ike;
+pub mod psk;
 pub mod replay;

@@ -8,7 +8,7 @@ pub mod common;
 pub mod edit;
 pub mod load_balancer;
 pub mod model;
-pub mod psk;
+pub use sdn_vpn::psk;
 mod raw;
 pub mod routing;
 pub mod security;
