@@ -235,7 +235,7 @@ fn open_auth(
 }
 
 /// Whether one of `offered` holds all of `prefix`.
-fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
+pub(crate) fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
     let mask = if len == 0 {
         0
     } else {

@@ -16,5 +16,6 @@ pub mod message;
 pub mod proposal;
 pub mod protected;
 pub mod rekey;
+pub mod rekey_responder;
 pub mod sa_init;
 pub mod sk;
