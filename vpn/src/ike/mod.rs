@@ -18,4 +18,5 @@ pub mod protected;
 pub mod rekey;
 pub mod rekey_responder;
 pub mod sa_init;
+pub mod session;
 pub mod sk;
