@@ -63,8 +63,9 @@ impl Retransmit {
 
 /// Where in its lifetime an SA is rekeyed: at a random point between these
 /// fractions (the jitter, from the session's RNG, keeps the two ends from
-/// rekeying at once). An SA not rekeyed by the end of its lifetime is
-/// torn down.
+/// rekeying at once), or earlier when a request's whole retransmission
+/// schedule would not fit in what is left, but never before half of the
+/// lifetime. An SA not rekeyed by the end of its lifetime is torn down.
 pub const REKEY_BETWEEN: (f64, f64) = (0.8, 0.9);
 
 /// One IKEv2 connection's settings. [`Config::new`] fills in the defaults.

@@ -6,7 +6,7 @@
 
 use super::Ctx;
 use super::events::{DownReason, Event};
-use super::state::{Child, Established, Purpose, child_keys};
+use super::state::{Child, Established, Purpose, child_keys, retry_before};
 use super::timers::Timer;
 use super::window::{Deadline, RequestKind};
 use crate::ike::auth::ChildSa;
@@ -137,7 +137,7 @@ impl Established {
             tracing::debug!("the peer deleted the IKE SA");
             return Flow::Down(DownReason::PeerDeleted);
         }
-        let ours = self.peer_deletes_children(ctx, &spis);
+        let ours = self.peer_deletes_children(ctx, now, &spis);
         let answer = self.ike.protected.informational_response(id, &ours);
         self.reply(ctx, id, answer);
         if !spis.is_empty() && self.children.is_empty() && !self.child_rekey_under_way() {
@@ -158,7 +158,12 @@ impl Established {
     /// those child SAs are removed; returns our inbound SPIs of them to
     /// name in the answer, leaving out those we are deleting ourselves
     /// (RFC 7296 §1.4.1).
-    pub(crate) fn peer_deletes_children(&mut self, ctx: &mut Ctx<'_>, spis: &[u32]) -> Vec<u32> {
+    pub(crate) fn peer_deletes_children(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        spis: &[u32],
+    ) -> Vec<u32> {
         let deleting: Vec<u32> = match self.ike.window.outstanding().map(|o| &o.purpose) {
             Some(Purpose::DeleteChildren(ours)) => ours.clone(),
             _ => Vec::new(),
@@ -174,6 +179,15 @@ impl Established {
                 ours.push(inbound);
             }
             self.remove_child(ctx, at);
+            // The old SA of crossed rekeys: the peer's rekey won.
+            if let Some(crossed) = self.crossed.as_mut().filter(|c| c.old_inbound == inbound)
+                && !crossed.peer_won
+            {
+                crossed.peer_won = true;
+                let new = crossed.new_inbound;
+                tracing::debug!("crossed child SA rekey: the peer deleted the old SA");
+                self.promote(ctx, now, new);
+            }
         }
         self.ensure_sending(ctx);
         ours
@@ -372,7 +386,8 @@ impl Established {
                 self.wants.rekey_ike = false;
                 let started = self.start_ike_rekey(ctx, id);
                 if started.is_none() {
-                    self.ike.rekey_at = Some(now + retry_delay(ctx));
+                    let wait = retry_delay(ctx);
+                    self.ike.rekey_at = Some(retry_before(now, wait, self.ike.expire_at));
                     continue;
                 }
                 started
@@ -382,7 +397,8 @@ impl Established {
                 if started.is_none() {
                     let wait = retry_delay(ctx);
                     if let Some(c) = self.children.iter_mut().rev().find(|c| c.live()) {
-                        c.rekey_at = Some(now + wait);
+                        let expire_at = c.expire_at.unwrap_or(now + wait);
+                        c.rekey_at = Some(retry_before(now, wait, expire_at));
                     }
                     continue;
                 }

@@ -555,6 +555,7 @@ impl Session {
             ike,
             children: vec![first],
             wants: Default::default(),
+            crossed: None,
             liveness_at: now + self.config.dpd_interval,
         }));
     }

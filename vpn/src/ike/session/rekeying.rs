@@ -10,7 +10,7 @@ use super::established::{Flow, retry_delay};
 use super::events::{DownReason, Event};
 use super::fresh_nonce;
 use super::retiring::retire_with_delete;
-use super::state::{Established, IkeSa, PeerRekey, Purpose, Retiring};
+use super::state::{Crossed, Established, IkeSa, Purpose, Retiring, retry_before};
 use super::window::Window;
 use crate::ike::dh::KeyPair;
 use crate::ike::message::{body_of, exchange, payload};
@@ -77,7 +77,7 @@ impl Established {
         let ours_under_way = matches!(outstanding,
             Some(Purpose::RekeyChild { old_inbound: o, .. }) if *o == old_inbound);
         let closing = !old.live()
-            || old.collision.is_some()
+            || self.crossed.is_some()
             || self.wants.delete_children.contains(&old_inbound)
             || matches!(outstanding, Some(Purpose::DeleteChildren(s)) if s.contains(&old_inbound));
         let ike_rekeying = matches!(outstanding, Some(Purpose::RekeyIke { .. }))
@@ -110,10 +110,12 @@ impl Established {
             ctx.out.stats.rekey_collisions += 1;
             tracing::debug!("child SA rekeys crossed");
             self.install(ctx, now, answer.child, false, false, true);
-            self.children[at].collision = Some(PeerRekey {
+            self.crossed = Some(Crossed {
+                old_inbound,
                 nonce_i: answer.nonce_i,
                 nonce_r: nonce,
                 new_inbound: spi,
+                peer_won: false,
             });
         } else {
             ctx.out.stats.child_rekeys += 1;
@@ -279,16 +281,18 @@ impl Established {
     }
 
     /// Makes the pending child SA `inbound` (the peer's, of a crossed
-    /// rekey) live.
-    fn promote(&mut self, ctx: &mut Ctx<'_>, now: Instant, inbound: u32) {
+    /// rekey) live, its lifetime counted from `now`; sent on if nothing
+    /// else is.
+    pub(crate) fn promote(&mut self, ctx: &mut Ctx<'_>, now: Instant, inbound: u32) {
         let lifetime = ctx.config.child_lifetime;
-        let rekey_at = super::state::rekey_time(now, lifetime, ctx.rng);
-        if let Some(c) = self.child(inbound) {
+        let rekey_at = super::state::rekey_time(now, lifetime, ctx.config, ctx.rng);
+        if let Some(c) = self.child(inbound).filter(|c| c.pending) {
             c.pending = false;
             c.rekey_at = Some(rekey_at);
             c.expire_at = Some(now + lifetime);
             ctx.out.stats.child_rekeys += 1;
         }
+        self.ensure_sending(ctx);
     }
 
     /// The answer to our rekey of the child SA `old_inbound`.
@@ -301,14 +305,14 @@ impl Established {
         old_inbound: u32,
     ) -> Flow {
         let wait = ctx.config.retire_wait();
-        let collision = self.child(old_inbound).and_then(|c| c.collision.take());
+        let collision = self.crossed.take_if(|c| c.old_inbound == old_inbound);
         let sk_d = &self.ike.agreed.keys.sk_d;
         let result = read_rekey_opened(opened, sk_d, &request, &ctx.config.ciphers);
         let nonce_r = body_of(&opened.bytes, &opened.payloads, payload::NONCE).map(<[u8]>::to_vec);
         match (result, nonce_r) {
             (Ok(child), Some(nonce_r)) => {
                 let lost = collision.as_ref().is_some_and(|p| {
-                    lowest_is_ours(&request.nonce, &nonce_r, &p.nonce_i, &p.nonce_r)
+                    p.peer_won || lowest_is_ours(&request.nonce, &nonce_r, &p.nonce_i, &p.nonce_r)
                 });
                 if let Some(peer) = &collision {
                     if lost {
@@ -370,9 +374,10 @@ impl Established {
                     }
                     return Flow::Stay;
                 }
-                let retry = now + retry_delay(ctx);
+                let wait = retry_delay(ctx);
                 if let Some(old) = self.child(old_inbound).filter(|c| c.live()) {
-                    old.rekey_at = Some(retry);
+                    let expire_at = old.expire_at.unwrap_or(now + wait);
+                    old.rekey_at = Some(retry_before(now, wait, expire_at));
                 }
                 Flow::Stay
             }
@@ -437,7 +442,10 @@ impl Established {
                 let theirs = ctx.retiring.remove(i).sa;
                 self.switch_to(ctx, now, theirs, false);
             }
-            (None, None) => self.ike.rekey_at = Some(now + retry_delay(ctx)),
+            (None, None) => {
+                let wait = retry_delay(ctx);
+                self.ike.rekey_at = Some(retry_before(now, wait, self.ike.expire_at));
+            }
         }
     }
 }

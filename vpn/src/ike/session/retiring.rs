@@ -112,7 +112,7 @@ impl Session {
                     return;
                 }
                 let ours = match est.as_deref_mut() {
-                    Some(est) => est.peer_deletes_children(&mut ctx, &spis),
+                    Some(est) => est.peer_deletes_children(&mut ctx, now, &spis),
                     None => Vec::new(),
                 };
                 ctx.retiring[at]

@@ -100,10 +100,26 @@ pub(crate) struct IkeSa {
     pub(crate) expire_at: Instant,
 }
 
-/// The moment in `lifetime` from `now` to rekey at, with jitter.
-pub(crate) fn rekey_time(now: Instant, lifetime: Duration, rng: &mut Rng) -> Instant {
+/// When to rekey an SA of `lifetime` made at `now` ([`REKEY_BETWEEN`]).
+pub(crate) fn rekey_time(
+    now: Instant,
+    lifetime: Duration,
+    config: &Config,
+    rng: &mut Rng,
+) -> Instant {
     let (from, to) = REKEY_BETWEEN;
-    now + lifetime.mul_f64(from + (to - from) * rng.fraction())
+    let margin = lifetime.mul_f64(1.0 - to + (to - from) * rng.fraction());
+    let retransmit = &config.retransmit;
+    let schedule = retransmit
+        .give_up_after(retransmit.tries)
+        .mul_f64(1.0 + 0.1 * rng.fraction());
+    now + lifetime - margin.max(schedule).min(lifetime / 2)
+}
+
+/// When to try a refused or postponed rekey again: after `wait`, but
+/// well before `expire_at`.
+pub(crate) fn retry_before(now: Instant, wait: Duration, expire_at: Instant) -> Instant {
+    (now + wait).min(now + expire_at.saturating_duration_since(now) / 2)
 }
 
 impl IkeSa {
@@ -128,7 +144,7 @@ impl IkeSa {
             window,
             peer,
             local_port,
-            rekey_at: Some(rekey_time(now, config.ike_lifetime, rng)),
+            rekey_at: Some(rekey_time(now, config.ike_lifetime, config, rng)),
             expire_at: now + config.ike_lifetime,
         })
     }
@@ -183,15 +199,21 @@ pub(crate) struct Retiring {
 }
 
 /// The peer's rekey of a child SA that we answered while ours of the same
-/// child was under way (RFC 7296 §2.8.1).
+/// child was under way (RFC 7296 §2.8.1). Kept beside the child SAs, not
+/// on the old one: the peer may delete that before our answer comes.
 #[derive(Debug, Clone)]
-pub(crate) struct PeerRekey {
-    /// Its nonce.
+pub(crate) struct Crossed {
+    /// The inbound SPI of the child SA both rekey.
+    pub(crate) old_inbound: u32,
+    /// The peer's nonce.
     pub(crate) nonce_i: Vec<u8>,
     /// Ours in the answer.
     pub(crate) nonce_r: Vec<u8>,
-    /// The inbound SPI of the child SA it made.
+    /// The inbound SPI of the child SA the peer's rekey made.
     pub(crate) new_inbound: u32,
+    /// The peer deleted the old child SA: only the rekey that won does,
+    /// so ours lost whatever the nonces say.
+    pub(crate) peer_won: bool,
 }
 
 /// A child SA, as the session tracks it (the keys went out in an event).
@@ -212,8 +234,6 @@ pub(crate) struct Child {
     /// Made by the peer's rekey that crossed ours: undecided until our
     /// own rekey is answered.
     pub(crate) pending: bool,
-    /// The peer's rekey of it that crossed ours.
-    pub(crate) collision: Option<PeerRekey>,
 }
 
 impl Child {
@@ -229,11 +249,10 @@ impl Child {
             inbound_spi,
             outbound_spi,
             sending: false,
-            rekey_at: Some(rekey_time(now, config.child_lifetime, rng)),
+            rekey_at: Some(rekey_time(now, config.child_lifetime, config, rng)),
             expire_at: Some(now + config.child_lifetime),
             retire_at: None,
             pending: false,
-            collision: None,
         }
     }
 
@@ -294,6 +313,8 @@ pub(crate) struct Established {
     pub(crate) children: Vec<Child>,
     /// Requests to send when the window is free.
     pub(crate) wants: Wants,
+    /// A peer's child SA rekey that crossed ours.
+    pub(crate) crossed: Option<Crossed>,
     /// When to check the peer is alive, if the window is free then.
     pub(crate) liveness_at: Instant,
 }
@@ -309,5 +330,67 @@ impl Established {
         self.children
             .iter_mut()
             .find(|c| c.inbound_spi == inbound_spi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::session::{Retransmit, Role};
+    use std::net::Ipv4Addr;
+
+    fn config(tries: u32) -> Config {
+        let mut c = Config::new(
+            Role::Initiator,
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 2),
+            b"key",
+            (Ipv4Addr::new(10, 81, 0, 0), 24),
+            (Ipv4Addr::new(10, 82, 0, 0), 24),
+        );
+        c.retransmit = Retransmit {
+            initial: Duration::from_secs(1),
+            backoff: 2.0,
+            tries,
+        };
+        c
+    }
+
+    #[test]
+    fn a_rekey_leaves_room_for_its_retransmissions_but_not_before_half_life() {
+        let now = Instant::now();
+        let mut rng = Rng::new(3);
+        let life = Duration::from_secs(100);
+        // 1 + 2 + 4 s of retransmissions fit in a 10-20 % margin.
+        let short = config(3);
+        for _ in 0..100 {
+            let at = rekey_time(now, life, &short, &mut rng) - now;
+            assert!(
+                at >= Duration::from_secs(80) && at < Duration::from_secs(90),
+                "{at:?}"
+            );
+        }
+        // 31 s do not: earlier, by the schedule (and up to 10 % more).
+        let long = config(5);
+        for _ in 0..100 {
+            let at = rekey_time(now, life, &long, &mut rng) - now;
+            assert!(
+                at > Duration::from_secs_f64(65.8) && at <= Duration::from_secs(69),
+                "{at:?}"
+            );
+        }
+        // 127 s would not fit at all: half the lifetime.
+        let at = rekey_time(now, life, &config(7), &mut rng) - now;
+        assert_eq!(at, Duration::from_secs(50));
+        // A retry comes well before the expiry.
+        let expire = now + Duration::from_secs(10);
+        assert_eq!(
+            retry_before(now, Duration::from_secs(1), expire),
+            now + Duration::from_secs(1)
+        );
+        assert_eq!(
+            retry_before(now, Duration::from_secs(8), expire),
+            now + Duration::from_secs(5)
+        );
     }
 }

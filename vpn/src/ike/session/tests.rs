@@ -101,6 +101,10 @@ struct Pair {
     /// Whether A's and B's datagrams arrive.
     a_to_b: bool,
     b_to_a: bool,
+    /// A's datagrams counted from zero; the one of this number is held.
+    a_sent: usize,
+    hold_from_a: Option<usize>,
+    held: Vec<Transmit>,
 }
 
 impl Pair {
@@ -116,6 +120,9 @@ impl Pair {
             log: Vec::new(),
             a_to_b: true,
             b_to_a: true,
+            a_sent: 0,
+            hold_from_a: None,
+            held: Vec::new(),
         }
     }
 
@@ -134,6 +141,11 @@ impl Pair {
             while let Some(t) = self.a.poll_transmit() {
                 any = true;
                 self.log.push((true, t.clone()));
+                self.a_sent += 1;
+                if self.hold_from_a == Some(self.a_sent - 1) {
+                    self.held.push(t);
+                    continue;
+                }
                 if self.a_to_b {
                     carried += 1;
                     let from = self
@@ -503,6 +515,58 @@ fn crossed_child_rekeys_leave_one_new_child_sa() {
         assert_eq!(ea[0].inbound_spi, eb[0].outbound_spi);
         assert!(p.esp_works());
     }
+}
+
+#[test]
+fn crossed_child_rekeys_settle_when_the_winners_delete_overtakes_an_answer() {
+    // A's answer to B's rekey is held back while A's next datagram (the
+    // Delete of the old SA, when A's rekey wins) goes ahead; whichever
+    // side wins, both end with the same single child SA.
+    let mut outcomes = std::collections::BTreeSet::new();
+    for _ in 0..24 {
+        let mut p = Pair::standard();
+        p.establish();
+        let old = established(&mut p.a).children[0].inbound_spi;
+        let t = p.now + secs(3);
+        established(&mut p.a).children[0].rekey_at = Some(t);
+        established(&mut p.b).children[0].rekey_at = Some(t);
+        p.run_until(t - secs(1));
+        p.now = t;
+        p.a.handle_timeout(t);
+        p.b.handle_timeout(t);
+        // A's rekey request, then its answer to B's: hold the answer.
+        p.a_sent = 0;
+        p.hold_from_a = Some(1);
+        p.deliver();
+        for held in std::mem::take(&mut p.held) {
+            p.b.handle_datagram(
+                p.now,
+                SocketAddrV4::new(A, held.source_port),
+                held.destination.port(),
+                &held.payload,
+            );
+        }
+        p.hold_from_a = None;
+        p.run_for(secs(2));
+        for s in [&mut p.a, &mut p.b] {
+            let est = established(s);
+            assert_eq!(est.children.len(), 1, "{:?}", est.children);
+            assert!(est.children[0].live() && est.crossed.is_none());
+        }
+        let (ea, eb) = (
+            &established(&mut p.a).children,
+            &established(&mut p.b).children,
+        );
+        assert_eq!(ea[0].inbound_spi, eb[0].outbound_spi);
+        assert_ne!(ea[0].inbound_spi, old);
+        assert!(p.esp_works());
+        // Which side's new SA survived.
+        outcomes.insert(p.sa.events.iter().filter(|e| *e == "installed").count());
+        // And the next rekey is not refused forever.
+        p.establish_quiet_until(secs(120));
+        assert!(p.sa.downs.is_empty() && p.sb.downs.is_empty());
+    }
+    assert_eq!(outcomes.len(), 2, "both ends won some: {outcomes:?}");
 }
 
 #[test]
