@@ -92,24 +92,52 @@ pub fn rekey_request(
     local: (Ipv4Addr, u8),
     remote: (Ipv4Addr, u8),
 ) -> Result<RekeyRequest, SkError> {
-    let mut rekey = vec![PROTO_ESP, 4];
-    rekey.extend_from_slice(&REKEY_SA.to_be_bytes());
-    rekey.extend_from_slice(&old_spi.to_be_bytes());
-    let parts = [
-        (payload::NOTIFY, rekey),
+    child_request(
+        ike,
+        message_id,
+        Some(old_spi),
+        new_spi,
+        ciphers,
+        nonce,
+        local,
+        remote,
+    )
+}
+
+/// A CREATE_CHILD_SA request for a child SA received under `new_spi`:
+/// the rekey of the one we receive under `old_spi`, or with `None` a new
+/// child SA of its own (RFC 7296 §1.3.1), as when the IKE SA has none
+/// left. Its answer reads with [`read_rekey_response`] either way.
+///
+/// # Errors
+/// From sealing.
+#[allow(clippy::too_many_arguments)]
+pub fn child_request(
+    ike: &mut Protected,
+    message_id: u32,
+    old_spi: Option<u32>,
+    new_spi: u32,
+    ciphers: &[Cipher],
+    nonce: &[u8],
+    local: (Ipv4Addr, u8),
+    remote: (Ipv4Addr, u8),
+) -> Result<RekeyRequest, SkError> {
+    let mut parts = Vec::with_capacity(5);
+    if let Some(old_spi) = old_spi {
+        let mut rekey = vec![PROTO_ESP, 4];
+        rekey.extend_from_slice(&REKEY_SA.to_be_bytes());
+        rekey.extend_from_slice(&old_spi.to_be_bytes());
+        parts.push((payload::NOTIFY, rekey));
+    }
+    parts.extend([
         (payload::SA, esp_offer(ciphers, new_spi, false)),
         (payload::NONCE, nonce.to_vec()),
         (payload::TSI, ts_body(local.0, local.1)),
         (payload::TSR, ts_body(remote.0, remote.1)),
-    ];
+    ]);
     let inner = emit_chain(&parts).ok_or(SkError::TooLong)?;
-    let bytes = ike.seal(
-        exchange::CREATE_CHILD_SA,
-        message_id,
-        false,
-        payload::NOTIFY,
-        &inner,
-    )?;
+    let first = parts.first().map_or(payload::NONE, |p| p.0);
+    let bytes = ike.seal(exchange::CREATE_CHILD_SA, message_id, false, first, &inner)?;
     Ok(RekeyRequest {
         bytes,
         message_id,

@@ -1,6 +1,7 @@
 //! CREATE_CHILD_SA, responder side (RFC 7296 §1.3): what the peer's
 //! request asks for (a child SA rekey, the IKE SA's rekey, or a new child
-//! SA, which is not taken here), and the answers to the two rekeys. The
+//! SA), and the answers: [`respond_child_rekey`] answers a new child SA's
+//! request as well as a rekey's (the two differ only by REKEY_SA). The
 //! keys' directions follow the exchange: the peer initiated it, so its
 //! nonce comes first and what it sends is "initiator to responder".
 
@@ -27,7 +28,8 @@ pub enum CreateChild {
     },
     /// Rekey the IKE SA the request came on.
     RekeyIke,
-    /// A child SA of its own (not taken here: one child per connection).
+    /// A child SA of its own (a connection here takes one only when it
+    /// has none left).
     NewChild,
 }
 

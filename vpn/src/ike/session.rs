@@ -73,6 +73,8 @@ impl Outputs {
 /// What the parts of an established SA's handling share with the session.
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
+    /// Whether this side keeps the connection up (makes what is missing).
+    pub(crate) keep_up: bool,
     pub(crate) rng: &'a mut Rng,
     pub(crate) out: &'a mut Outputs,
     pub(crate) retiring: &'a mut Vec<Retiring>,
@@ -259,6 +261,7 @@ impl Session {
             rng,
             out,
             retiring,
+            keep_up,
             ..
         } = self;
         let est = match state {
@@ -269,6 +272,7 @@ impl Session {
             est,
             Ctx {
                 config,
+                keep_up: *keep_up,
                 rng,
                 out,
                 retiring,
@@ -402,6 +406,7 @@ impl Session {
         ) {
             let mut ctx = Ctx {
                 config: &self.config,
+                keep_up: self.keep_up,
                 rng: &mut self.rng,
                 out: &mut self.out,
                 retiring: &mut self.retiring,
@@ -451,8 +456,15 @@ impl Session {
                 let earliest = |f: fn(&state::Child) -> Option<Instant>| {
                     est.children.iter().filter_map(f).min()
                 };
-                t.set(Timer::RekeyChild, earliest(|c| c.rekey_at));
-                t.set(Timer::ExpireChild, earliest(|c| c.expire_at));
+                let at = |a: Option<Instant>, b: Option<Instant>| a.into_iter().chain(b).min();
+                t.set(
+                    Timer::RekeyChild,
+                    at(earliest(|c| c.rekey_at), est.new_child_at),
+                );
+                t.set(
+                    Timer::ExpireChild,
+                    at(earliest(|c| c.expire_at), est.childless_until),
+                );
                 t.set(Timer::ChildCleanup, earliest(|c| c.retire_at));
             }
             State::Closed => {}

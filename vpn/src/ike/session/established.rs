@@ -140,18 +140,26 @@ impl Established {
         let ours = self.peer_deletes_children(ctx, now, &spis);
         let answer = self.ike.protected.informational_response(id, &ours);
         self.reply(ctx, id, answer);
-        if !spis.is_empty() && self.children.is_empty() && !self.child_rekey_under_way() {
-            tracing::debug!("the peer deleted our last child SA");
-            return Flow::Down(DownReason::PeerDeleted);
-        }
+        self.orphaned(ctx, now);
         Flow::Stay
     }
 
-    fn child_rekey_under_way(&self) -> bool {
-        matches!(
+    /// If no child SA is left (or being made), the IKE SA waits for a new
+    /// one for a while: the peer may make it (strongSwan does after a
+    /// child SA's hard expiry), or we do if we keep the connection up.
+    pub(crate) fn orphaned(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let making = matches!(
             self.ike.window.outstanding().map(|o| &o.purpose),
-            Some(Purpose::RekeyChild { .. })
-        )
+            Some(Purpose::RekeyChild { .. } | Purpose::NewChild { .. })
+        );
+        if making || self.children.iter().any(|c| c.live() || c.pending) {
+            return;
+        }
+        if self.childless_until.is_none() {
+            tracing::debug!("no child SA left");
+            self.childless_until = Some(now + ctx.config.retire_wait());
+            self.wants.new_child = ctx.keep_up;
+        }
     }
 
     /// The peer deletes its inbound SPIs `spis` (our outbound ones):
@@ -264,6 +272,10 @@ impl Established {
             "child SA installed"
         );
         ctx.out.event(Event::ChildSaInstalled(keys));
+        if !pending {
+            self.childless_until = None;
+            self.new_child_at = None;
+        }
         if sending {
             for other in &mut self.children {
                 other.sending = false;
@@ -299,11 +311,10 @@ impl Established {
             Purpose::Liveness | Purpose::DeleteIke => Flow::Stay,
             Purpose::DeleteChildren(ours) => {
                 self.deleted_children(ctx, &ours, opened);
-                if self.children.is_empty() {
-                    return Flow::Down(DownReason::PeerDeleted);
-                }
+                self.orphaned(ctx, now);
                 Flow::Stay
             }
+            Purpose::NewChild { request } => self.new_child_answered(ctx, now, opened, request),
             Purpose::RekeyChild {
                 request,
                 old_inbound,
@@ -339,12 +350,20 @@ impl Established {
                 self.wants.rekey_ike = true;
             }
             Timer::RekeyChild => {
+                if self.new_child_at.is_some_and(|at| at <= now) {
+                    self.new_child_at = None;
+                    self.wants.new_child = true;
+                }
                 for c in &mut self.children {
                     if c.rekey_at.is_some_and(|at| at <= now) {
                         c.rekey_at = None;
                         self.wants.rekey_child = true;
                     }
                 }
+            }
+            Timer::ExpireChild if self.childless_until.is_some_and(|at| at <= now) => {
+                tracing::info!("no new child SA came: the IKE SA goes");
+                return Flow::Down(DownReason::PeerDeleted);
             }
             Timer::ExpireIke | Timer::ExpireChild => {
                 tracing::info!(?timer, "a lifetime ran out before its rekey");
@@ -359,9 +378,7 @@ impl Established {
                     self.remove_child(ctx, at);
                 }
                 self.ensure_sending(ctx);
-                if self.children.is_empty() {
-                    return Flow::Down(DownReason::Expired);
-                }
+                self.orphaned(ctx, now);
             }
             _ => {}
         }
@@ -400,6 +417,17 @@ impl Established {
                         let expire_at = c.expire_at.unwrap_or(now + wait);
                         c.rekey_at = Some(retry_before(now, wait, expire_at));
                     }
+                    continue;
+                }
+                started
+            } else if self.wants.new_child {
+                self.wants.new_child = false;
+                if self.children.iter().any(|c| c.live() || c.pending) {
+                    continue;
+                }
+                let started = self.start_new_child(ctx, id);
+                if started.is_none() {
+                    self.new_child_at = Some(now + retry_delay(ctx));
                     continue;
                 }
                 started

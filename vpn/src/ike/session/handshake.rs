@@ -556,6 +556,8 @@ impl Session {
             children: vec![first],
             wants: Default::default(),
             crossed: None,
+            childless_until: None,
+            new_child_at: None,
             liveness_at: now + self.config.dpd_interval,
         }));
     }

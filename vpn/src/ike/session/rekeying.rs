@@ -16,8 +16,8 @@ use crate::ike::dh::KeyPair;
 use crate::ike::message::{body_of, exchange, payload};
 use crate::ike::protected::Opened;
 use crate::ike::rekey::{
-    IkeRekeyRequest, RekeyError, RekeyRequest, ike_rekey_request, read_ike_rekey_opened,
-    read_rekey_opened, rekey_request,
+    IkeRekeyRequest, RekeyError, RekeyRequest, child_request, ike_rekey_request,
+    read_ike_rekey_opened, read_rekey_opened, rekey_request,
 };
 use crate::ike::rekey_responder::{
     ChildRekeyParams, CreateChild, classify, respond_child_rekey, respond_ike_rekey,
@@ -41,7 +41,7 @@ impl Established {
                 self.peer_rekeys_child(ctx, now, opened, old_spi)
             }
             Ok(CreateChild::RekeyIke) => self.peer_rekeys_ike(ctx, now, opened),
-            Ok(CreateChild::NewChild) => self.refuse(ctx, id, notify::NO_ADDITIONAL_SAS),
+            Ok(CreateChild::NewChild) => self.peer_makes_child(ctx, now, opened),
             Err(RekeyError::Unacceptable(kind)) => self.refuse(ctx, id, kind),
             Err(_) => self.refuse(ctx, id, notify::INVALID_SYNTAX),
         }
@@ -357,6 +357,7 @@ impl Established {
                     return Flow::Stay;
                 }
                 if matches!(error, Some(RekeyError::Refused(notify::CHILD_SA_NOT_FOUND))) {
+                    // The peer has no such child SA: ours is of no use.
                     if let Some(at) = self
                         .children
                         .iter()
@@ -369,9 +370,7 @@ impl Established {
                         });
                         self.ensure_sending(ctx);
                     }
-                    if self.children.is_empty() {
-                        return Flow::Down(DownReason::PeerDeleted);
-                    }
+                    self.orphaned(ctx, now);
                     return Flow::Stay;
                 }
                 let wait = retry_delay(ctx);
@@ -445,6 +444,110 @@ impl Established {
             (None, None) => {
                 let wait = retry_delay(ctx);
                 self.ike.rekey_at = Some(retry_before(now, wait, self.ike.expire_at));
+            }
+        }
+    }
+}
+
+impl Established {
+    /// The peer asks for a child SA of its own: taken when we have none
+    /// (it replaces the one that is gone), refused otherwise.
+    fn peer_makes_child(&mut self, ctx: &mut Ctx<'_>, now: Instant, opened: &Opened) {
+        let id = opened.header.message_id;
+        if self.children.iter().any(|c| c.live() || c.pending) {
+            return self.refuse(ctx, id, notify::NO_ADDITIONAL_SAS);
+        }
+        if !self.ike.window.is_free() {
+            // Perhaps our own new child SA: one of the two tries again.
+            return self.refuse(ctx, id, notify::TEMPORARY_FAILURE);
+        }
+        let spi = self.fresh_spi(ctx);
+        let Some(nonce) = fresh_nonce() else {
+            return self.refuse(ctx, id, notify::TEMPORARY_FAILURE);
+        };
+        let params = ChildRekeyParams {
+            ciphers: &ctx.config.ciphers,
+            local: ctx.config.local_ts,
+            remote: ctx.config.remote_ts,
+            spi,
+        };
+        let sk_d = &self.ike.agreed.keys.sk_d;
+        match respond_child_rekey(&mut self.ike.protected, sk_d, opened, &nonce, &params) {
+            Ok(answer) => {
+                self.reply(ctx, id, Ok(answer.bytes));
+                tracing::info!(
+                    new = format_args!("{spi:#010x}"),
+                    "child SA made by the peer"
+                );
+                // No older SA to keep sending on.
+                self.install(ctx, now, answer.child, false, true, false);
+            }
+            Err(RekeyError::Unacceptable(kind)) => self.refuse(ctx, id, kind),
+            Err(e) => {
+                tracing::debug!(error = %e, "a new child SA not answered");
+                self.refuse(ctx, id, notify::TEMPORARY_FAILURE);
+            }
+        }
+    }
+
+    /// Our request for a new child SA, as request `id`.
+    pub(crate) fn start_new_child(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: u32,
+    ) -> Option<(Vec<u8>, Purpose)> {
+        let new_spi = self.fresh_spi(ctx);
+        let nonce = fresh_nonce()?;
+        let request = child_request(
+            &mut self.ike.protected,
+            id,
+            None,
+            new_spi,
+            &ctx.config.ciphers,
+            &nonce,
+            ctx.config.local_ts,
+            ctx.config.remote_ts,
+        )
+        .ok()?;
+        tracing::debug!("new child SA asked for");
+        Some((request.bytes.clone(), Purpose::NewChild { request }))
+    }
+
+    /// The answer to our request for a new child SA.
+    pub(crate) fn new_child_answered(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        opened: &Opened,
+        request: RekeyRequest,
+    ) -> Flow {
+        let sk_d = &self.ike.agreed.keys.sk_d;
+        match read_rekey_opened(opened, sk_d, &request, &ctx.config.ciphers) {
+            Ok(child) => {
+                if self.children.iter().any(|c| c.live()) {
+                    // The peer made one meanwhile: ours goes.
+                    self.wants.delete_children.push(child.our_spi);
+                } else {
+                    tracing::info!("child SA made again");
+                    self.install(ctx, now, child, true, true, false);
+                }
+                Flow::Stay
+            }
+            Err(RekeyError::Refused(notify::NO_PROPOSAL_CHOSEN)) => {
+                Flow::Down(DownReason::NoProposalChosen)
+            }
+            Err(RekeyError::Refused(kind))
+                if kind != notify::TEMPORARY_FAILURE && kind != notify::NO_ADDITIONAL_SAS =>
+            {
+                Flow::Down(DownReason::Refused(kind))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "our new child SA refused for now");
+                if !self.children.iter().any(|c| c.live() || c.pending) {
+                    let until = self.childless_until.unwrap_or(now);
+                    self.new_child_at = Some(retry_before(now, retry_delay(ctx), until));
+                }
+                Flow::Stay
             }
         }
     }

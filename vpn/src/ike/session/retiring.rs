@@ -8,7 +8,6 @@
 
 use super::Ctx;
 use super::established::deletes;
-use super::events::DownReason;
 use super::state::{IkeSa, Purpose, Retiring};
 use super::window::{Deadline, RequestKind};
 use super::{Config, Outputs, Session};
@@ -136,9 +135,8 @@ impl Session {
             ctx.out.send(transmit.clone());
             r.sa.window.respond(id, transmit);
         }
-        if est.is_some_and(|e| e.children.is_empty()) {
-            tracing::debug!("the peer deleted our last child SA");
-            self.down(now, DownReason::PeerDeleted);
+        if let Some(est) = est {
+            est.orphaned(&mut ctx, now);
         }
     }
 

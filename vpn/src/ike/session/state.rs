@@ -178,6 +178,11 @@ pub(crate) enum Purpose {
         /// Our new Diffie-Hellman key pair.
         pair: KeyPair,
     },
+    /// A new child SA, the IKE SA having none left.
+    NewChild {
+        /// The request.
+        request: RekeyRequest,
+    },
     /// Deleting the child SAs we receive under these SPIs.
     DeleteChildren(Vec<u32>),
     /// Deleting the IKE SA itself.
@@ -301,6 +306,8 @@ pub(crate) struct Wants {
     pub(crate) rekey_ike: bool,
     /// Rekey the live child SA.
     pub(crate) rekey_child: bool,
+    /// Make a child SA, there being none.
+    pub(crate) new_child: bool,
     /// Check the peer is alive.
     pub(crate) liveness: bool,
 }
@@ -315,6 +322,11 @@ pub(crate) struct Established {
     pub(crate) wants: Wants,
     /// A peer's child SA rekey that crossed ours.
     pub(crate) crossed: Option<Crossed>,
+    /// With no child SA left: when the IKE SA goes down if none was made
+    /// by then.
+    pub(crate) childless_until: Option<Instant>,
+    /// When to ask for a new child SA again after a refusal.
+    pub(crate) new_child_at: Option<Instant>,
     /// When to check the peer is alive, if the window is free then.
     pub(crate) liveness_at: Instant,
 }

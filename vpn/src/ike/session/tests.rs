@@ -733,3 +733,54 @@ fn bytes_that_are_not_ike_are_counted_and_dropped() {
     assert_eq!(p.a.phase(), Phase::Established);
     assert!(p.esp_works());
 }
+
+#[test]
+fn a_deleted_last_child_sa_is_made_again_and_the_ike_sa_stays() {
+    for a_deletes in [true, false] {
+        let mut p = Pair::standard();
+        p.establish();
+        let spis = established(&mut p.a).ike.spis();
+        // One side deletes the only child SA (as strongSwan does at its
+        // hard expiry): A keeps the connection up, so A makes a new one,
+        // whichever side deleted it.
+        let inbound = delete_first_child(if a_deletes { &mut p.a } else { &mut p.b }, p.now);
+        p.run_for(secs(1));
+        assert_eq!(p.a.phase(), Phase::Established);
+        assert_eq!(established(&mut p.a).ike.spis(), spis, "the same IKE SA");
+        assert_eq!(p.sa.inbound.len(), 1, "{:?}", p.sa.events);
+        assert_eq!(p.sb.inbound.len(), 1, "{:?}", p.sb.events);
+        assert!(!p.sa.inbound.contains_key(&inbound) && !p.sb.outbound.contains_key(&inbound));
+        assert!(p.esp_works());
+        assert!(p.sa.downs.is_empty() && p.sb.downs.is_empty());
+    }
+}
+
+#[test]
+fn an_ike_sa_left_without_a_child_sa_goes_down_after_a_while() {
+    // Both only answer: nobody makes a new child SA.
+    let mut p = Pair::standard();
+    p.establish();
+    p.a.keep_up = false;
+    delete_first_child(&mut p.b, p.now);
+    p.run_for(secs(1));
+    assert!(p.sa.inbound.is_empty() && p.sb.inbound.is_empty());
+    assert_eq!(p.a.phase(), Phase::Established, "waits for a new one");
+    // 2 × (1 + 2 + 4) s later.
+    p.run_for(secs(14));
+    assert!(
+        p.sa.downs.contains(&DownReason::PeerDeleted)
+            || p.sb.downs.contains(&DownReason::PeerDeleted)
+    );
+    assert_ne!(p.a.phase(), Phase::Established);
+}
+
+/// Has `s` delete its first child SA now; its inbound SPI.
+fn delete_first_child(s: &mut Session, now: Instant) -> u32 {
+    let (Some(est), mut ctx) = s.split() else {
+        panic!("not established");
+    };
+    let inbound = est.children[0].inbound_spi;
+    est.wants.delete_children.push(inbound);
+    est.drive(&mut ctx, now);
+    inbound
+}
