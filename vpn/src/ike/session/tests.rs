@@ -784,3 +784,25 @@ fn delete_first_child(s: &mut Session, now: Instant) -> u32 {
     est.drive(&mut ctx, now);
     inbound
 }
+
+#[test]
+fn cookies_are_demanded_only_above_the_rate() {
+    let now = Instant::now();
+    let mut b = config(Role::Responder, B, A, b"key");
+    b.cookie_threshold = Some(2);
+    let mut b = Session::new(b, 2, now).unwrap();
+    let first_datagram = |seed: u64| {
+        let mut a = Session::new(config(Role::Initiator, A, B, b"key"), seed, now).unwrap();
+        a.handle_timeout(now);
+        a.poll_transmit().unwrap()
+    };
+    let from = SocketAddrV4::new(A, IKE_PORT);
+    for seed in 10..13 {
+        b.handle_datagram(now, from, IKE_PORT, &first_datagram(seed).payload);
+    }
+    assert_eq!(b.stats().cookies_demanded, 1, "the third in a second");
+    // A second later the count starts again.
+    let later = now + secs(1);
+    b.handle_datagram(later, from, IKE_PORT, &first_datagram(20).payload);
+    assert_eq!(b.stats().cookies_demanded, 1);
+}
