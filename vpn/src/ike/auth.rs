@@ -44,8 +44,8 @@ pub enum AuthError {
     NoProposal,
 }
 
-/// The first child SA: what it protects and its keys each way.
-#[derive(Debug)]
+/// The first child SA: what it protects and its keys each way (which its
+/// `Debug` does not show).
 pub struct ChildSa {
     /// The chosen cipher.
     pub cipher: Cipher,
@@ -61,6 +61,18 @@ pub struct ChildSa {
     pub keys_i_to_r: Secret,
     /// Keying material for what the responder sends.
     pub keys_r_to_i: Secret,
+}
+
+impl std::fmt::Debug for ChildSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSa")
+            .field("cipher", &self.cipher)
+            .field("our_spi", &format_args!("{:#010x}", self.our_spi))
+            .field("peer_spi", &format_args!("{:#010x}", self.peer_spi))
+            .field("ts_local", &self.ts_local)
+            .field("ts_remote", &self.ts_remote)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A prefix as the single IPv4 traffic selector of a TS payload body.
@@ -93,8 +105,9 @@ pub struct AuthRequest {
     pub our_spi: u32,
 }
 
-/// One side's IKE_AUTH settings, initiator or responder.
-#[derive(Debug, Clone)]
+/// One side's IKE_AUTH settings, initiator or responder (its `Debug` does
+/// not show the key).
+#[derive(Clone)]
 pub struct AuthParams<'a> {
     /// Our identity (an IPv4 address, as `id = <address>` in strongSwan).
     pub id: Ipv4Addr,
@@ -111,6 +124,19 @@ pub struct AuthParams<'a> {
     pub ciphers: &'a [Cipher],
     /// The SPI our child SA receives under.
     pub spi: u32,
+}
+
+impl std::fmt::Debug for AuthParams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthParams")
+            .field("id", &self.id)
+            .field("peer_id", &self.peer_id)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("ciphers", &self.ciphers)
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The initiator's IKE_AUTH request (message ID 1) after `agreed`, the
@@ -235,7 +261,7 @@ fn open_auth(
 }
 
 /// Whether one of `offered` holds all of `prefix`.
-fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
+pub(crate) fn covers(offered: &[TrafficSelector], (address, len): (Ipv4Addr, u8)) -> bool {
     let mask = if len == 0 {
         0
     } else {

@@ -61,8 +61,8 @@ pub fn rekey_skeyseed(old_sk_d: &[u8], shared: &[u8], ni: &[u8], nr: &[u8]) -> S
 }
 
 /// The keys of an IKE SA. With an AEAD cipher (AES-GCM) there are no
-/// integrity keys and each encryption key ends with its salt.
-#[derive(Debug)]
+/// integrity keys and each encryption key ends with its salt. Its `Debug`
+/// shows no key.
 pub struct IkeKeys {
     /// Derives the child SAs' keying material.
     pub sk_d: Secret,
@@ -78,6 +78,12 @@ pub struct IkeKeys {
     pub sk_pi: Secret,
     /// Signs the responder's AUTH.
     pub sk_pr: Secret,
+}
+
+impl std::fmt::Debug for IkeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IkeKeys(..)")
+    }
 }
 
 impl IkeKeys {
@@ -133,7 +139,7 @@ pub fn child_keymat(
 }
 
 /// The AUTH payload's data for a pre-shared key (§2.15):
-/// prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>).
+/// `prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)`.
 pub fn psk_auth(psk: &[u8], signed_octets: &[u8]) -> Secret {
     let pad = prf(psk, b"Key Pad for IKEv2");
     prf(&pad, signed_octets)

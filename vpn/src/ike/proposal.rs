@@ -209,6 +209,14 @@ pub fn choose_esp(offered: &[Proposal<'_>], ours: &[Cipher]) -> Option<EspChoice
     })
 }
 
+/// Whether proposal `p` asks for a Curve25519 exchange of its own (PFS
+/// for a child SA).
+pub fn names_curve25519(p: &Proposal<'_>) -> bool {
+    p.transforms
+        .iter()
+        .any(|t| t.kind == DH && t.id == GROUP_CURVE25519)
+}
+
 /// The SA payload body that accepts `choice`: the one proposal, with only
 /// the transforms agreed on (§2.7), under our own `spi`.
 pub fn ike_accept(choice: IkeChoice, spi: &[u8]) -> Vec<u8> {

@@ -2,7 +2,9 @@
 //! sealing a message under this side's SK_e and opening the peer's under
 //! its SK_e, and the INFORMATIONAL messages built on that: the empty one
 //! that checks the peer is alive (dead peer detection, RFC 7296 §2.4) and
-//! the Delete of a child SA (§1.4.1).
+//! the Delete of child SAs or of the IKE SA (§1.4.1), and the responses to
+//! the peer's requests: deletes answered, requests refused with an error
+//! notify.
 
 use super::message::{
     Header, Message, PayloadRef, VERSION, emit_payload, exchange, flags, parse_chain, payload,
@@ -154,10 +156,17 @@ impl Protected {
     /// # Errors
     /// From sealing.
     pub fn delete_child(&mut self, message_id: u32, spi: u32) -> Result<Vec<u8>, SkError> {
-        let mut body = vec![super::proposal::PROTO_ESP, 4, 0, 1];
-        body.extend_from_slice(&spi.to_be_bytes());
+        self.delete_children(message_id, &[spi])
+    }
+
+    /// An INFORMATIONAL request deleting the ESP child SAs we receive
+    /// under `spis` (one Delete payload naming them all).
+    ///
+    /// # Errors
+    /// From sealing.
+    pub fn delete_children(&mut self, message_id: u32, spis: &[u32]) -> Result<Vec<u8>, SkError> {
         let mut inner = Vec::new();
-        emit_payload(&mut inner, payload::NONE, &body).ok_or(SkError::TooLong)?;
+        emit_payload(&mut inner, payload::NONE, &esp_delete_body(spis)).ok_or(SkError::TooLong)?;
         self.seal(
             exchange::INFORMATIONAL,
             message_id,
@@ -166,6 +175,72 @@ impl Protected {
             &inner,
         )
     }
+
+    /// The response to the peer's INFORMATIONAL request `message_id`:
+    /// empty, or with one Delete payload naming our inbound `spis` of the
+    /// child SAs it deleted (RFC 7296 §1.4.1).
+    ///
+    /// # Errors
+    /// From sealing.
+    pub fn informational_response(
+        &mut self,
+        message_id: u32,
+        spis: &[u32],
+    ) -> Result<Vec<u8>, SkError> {
+        if spis.is_empty() {
+            return self.seal(
+                exchange::INFORMATIONAL,
+                message_id,
+                true,
+                payload::NONE,
+                &[],
+            );
+        }
+        let mut inner = Vec::new();
+        emit_payload(&mut inner, payload::NONE, &esp_delete_body(spis)).ok_or(SkError::TooLong)?;
+        self.seal(
+            exchange::INFORMATIONAL,
+            message_id,
+            true,
+            payload::DELETE,
+            &inner,
+        )
+    }
+
+    /// The response to the peer's request `message_id` of `exchange`
+    /// refusing it with the error notify `kind` (e.g. TEMPORARY_FAILURE,
+    /// AUTHENTICATION_FAILED), encrypted (§2.21.2).
+    ///
+    /// # Errors
+    /// From sealing.
+    pub fn error_response(
+        &mut self,
+        exchange: u8,
+        message_id: u32,
+        kind: u16,
+    ) -> Result<Vec<u8>, SkError> {
+        let mut body = vec![0, 0];
+        body.extend_from_slice(&kind.to_be_bytes());
+        let mut inner = Vec::new();
+        emit_payload(&mut inner, payload::NONE, &body).ok_or(SkError::TooLong)?;
+        self.seal(exchange, message_id, true, payload::NOTIFY, &inner)
+    }
+
+    /// The SPIs (initiator's, responder's) of this IKE SA.
+    pub fn spis(&self) -> (u64, u64) {
+        (self.spi_i, self.spi_r)
+    }
+}
+
+/// A Delete payload body for ESP naming `spis`.
+fn esp_delete_body(spis: &[u32]) -> Vec<u8> {
+    let count = u16::try_from(spis.len()).unwrap_or(u16::MAX);
+    let mut body = vec![super::proposal::PROTO_ESP, 4];
+    body.extend_from_slice(&count.to_be_bytes());
+    for spi in spis.iter().take(usize::from(count)) {
+        body.extend_from_slice(&spi.to_be_bytes());
+    }
+    body
 }
 
 impl Protected {
@@ -190,6 +265,11 @@ impl Protected {
             &inner,
         )
     }
+}
+
+/// Whether a Delete payload body deletes the IKE SA itself.
+pub fn deletes_ike(body: &[u8]) -> bool {
+    body.first() == Some(&super::proposal::PROTO_IKE)
 }
 
 /// The ESP SPIs a Delete payload body names.
@@ -246,5 +326,33 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(matches!(i.open(&bad), Err(ProtectedError::Sealed(_))));
+    }
+
+    #[test]
+    fn responses_carry_deletes_and_refusals() {
+        let (mut i, mut r) = pair_of_sides();
+        let request = i.delete_children(3, &[7, 8]).unwrap();
+        let opened = r.open(&request).unwrap();
+        let body = &opened.bytes[opened.payloads[0].body.clone()];
+        assert_eq!(deleted_esp_spis(body), [7, 8]);
+        assert!(!deletes_ike(body));
+        let answer = r.informational_response(3, &[9]).unwrap();
+        let opened = i.open(&answer).unwrap();
+        assert!(opened.header.is_response());
+        assert_eq!(opened.header.message_id, 3);
+        let body = &opened.bytes[opened.payloads[0].body.clone()];
+        assert_eq!(deleted_esp_spis(body), [9]);
+        let empty = r.informational_response(4, &[]).unwrap();
+        assert!(i.open(&empty).unwrap().payloads.is_empty());
+        let refusal = r.error_response(exchange::CREATE_CHILD_SA, 5, 43).unwrap();
+        let opened = i.open(&refusal).unwrap();
+        assert_eq!(
+            crate::ike::message::error_notify(&opened.bytes, &opened.payloads),
+            Some(43)
+        );
+        let gone = i.delete_ike(6).unwrap();
+        let opened = r.open(&gone).unwrap();
+        assert!(deletes_ike(&opened.bytes[opened.payloads[0].body.clone()]));
+        assert_eq!(i.spis(), (1, 2));
     }
 }

@@ -1,15 +1,16 @@
-//! CREATE_CHILD_SA rekeying a child SA (RFC 7296 §1.3.3), initiator side:
-//! the request (REKEY_SA naming the old SA, a new ESP proposal under a new
-//! SPI, a new nonce, the same traffic selectors) and the reading of the
-//! answer into the new child SA, whose keys come from SK_d and the new
-//! nonces. The old SA is deleted afterwards (make before break).
+//! CREATE_CHILD_SA rekeys, initiator side: of a child SA (RFC 7296
+//! §1.3.3: REKEY_SA naming the old SA, a new ESP proposal under a new SPI,
+//! a new nonce, the same traffic selectors), whose answer gives the new
+//! child SA with keys from SK_d and the new nonces; and of the IKE SA
+//! itself (§1.3.2, §2.18). The old SA is deleted afterwards (make before
+//! break). The responder's side is in [`super::rekey_responder`].
 
 use super::auth::{ChildSa, ts_body};
 use super::keys::child_keymat;
 use super::message::{body_of, emit_chain, error_notify};
 use super::message::{exchange, payload, proposals, traffic_selectors};
 use super::proposal::{PROTO_ESP, choose_esp, esp_offer};
-use super::protected::{Protected, ProtectedError};
+use super::protected::{Opened, Protected, ProtectedError};
 use super::sk::SkError;
 use crate::esp::Cipher;
 use std::net::Ipv4Addr;
@@ -32,6 +33,9 @@ pub enum RekeyError {
     /// A payload is missing or malformed, or the proposal is not ours.
     #[error("missing or malformed {0}")]
     Missing(&'static str),
+    /// We refuse the peer's request with this notify (as its responder).
+    #[error("refused with notify {0}")]
+    Unacceptable(u16),
 }
 
 /// Opens the peer's answer to our CREATE_CHILD_SA request `message_id`,
@@ -42,6 +46,13 @@ fn open_answer(
     answer: &[u8],
 ) -> Result<super::protected::Opened, RekeyError> {
     let opened = ike.open(answer)?;
+    check_answer(&opened, message_id)?;
+    Ok(opened)
+}
+
+/// Whether `opened` is the answer to our CREATE_CHILD_SA request
+/// `message_id`, and not a refusal.
+fn check_answer(opened: &Opened, message_id: u32) -> Result<(), RekeyError> {
     let h = opened.header;
     if h.exchange != exchange::CREATE_CHILD_SA || !h.is_response() || h.message_id != message_id {
         return Err(RekeyError::Unexpected);
@@ -49,7 +60,7 @@ fn open_answer(
     if let Some(kind) = error_notify(&opened.bytes, &opened.payloads) {
         return Err(RekeyError::Refused(kind));
     }
-    Ok(opened)
+    Ok(())
 }
 
 /// A rekey request under way.
@@ -81,24 +92,52 @@ pub fn rekey_request(
     local: (Ipv4Addr, u8),
     remote: (Ipv4Addr, u8),
 ) -> Result<RekeyRequest, SkError> {
-    let mut rekey = vec![PROTO_ESP, 4];
-    rekey.extend_from_slice(&REKEY_SA.to_be_bytes());
-    rekey.extend_from_slice(&old_spi.to_be_bytes());
-    let parts = [
-        (payload::NOTIFY, rekey),
+    child_request(
+        ike,
+        message_id,
+        Some(old_spi),
+        new_spi,
+        ciphers,
+        nonce,
+        local,
+        remote,
+    )
+}
+
+/// A CREATE_CHILD_SA request for a child SA received under `new_spi`:
+/// the rekey of the one we receive under `old_spi`, or with `None` a new
+/// child SA of its own (RFC 7296 §1.3.1), as when the IKE SA has none
+/// left. Its answer reads with [`read_rekey_response`] either way.
+///
+/// # Errors
+/// From sealing.
+#[allow(clippy::too_many_arguments)]
+pub fn child_request(
+    ike: &mut Protected,
+    message_id: u32,
+    old_spi: Option<u32>,
+    new_spi: u32,
+    ciphers: &[Cipher],
+    nonce: &[u8],
+    local: (Ipv4Addr, u8),
+    remote: (Ipv4Addr, u8),
+) -> Result<RekeyRequest, SkError> {
+    let mut parts = Vec::with_capacity(5);
+    if let Some(old_spi) = old_spi {
+        let mut rekey = vec![PROTO_ESP, 4];
+        rekey.extend_from_slice(&REKEY_SA.to_be_bytes());
+        rekey.extend_from_slice(&old_spi.to_be_bytes());
+        parts.push((payload::NOTIFY, rekey));
+    }
+    parts.extend([
         (payload::SA, esp_offer(ciphers, new_spi, false)),
         (payload::NONCE, nonce.to_vec()),
         (payload::TSI, ts_body(local.0, local.1)),
         (payload::TSR, ts_body(remote.0, remote.1)),
-    ];
+    ]);
     let inner = emit_chain(&parts).ok_or(SkError::TooLong)?;
-    let bytes = ike.seal(
-        exchange::CREATE_CHILD_SA,
-        message_id,
-        false,
-        payload::NOTIFY,
-        &inner,
-    )?;
+    let first = parts.first().map_or(payload::NONE, |p| p.0);
+    let bytes = ike.seal(exchange::CREATE_CHILD_SA, message_id, false, first, &inner)?;
     Ok(RekeyRequest {
         bytes,
         message_id,
@@ -107,9 +146,9 @@ pub fn rekey_request(
     })
 }
 
-/// The new child SA from the answer to `sent`; `initiator_of_ike` tells
-/// whether we are the IKE SA's original initiator (the keys' direction
-/// follows the rekey exchange's initiator: us).
+/// The new child SA from the answer to `sent`. The keys' directions
+/// follow the rekey exchange's initiator (us), whichever side first
+/// initiated the IKE SA.
 ///
 /// # Errors
 /// Why the answer is not taken.
@@ -121,6 +160,21 @@ pub fn read_rekey_response(
     ciphers: &[Cipher],
 ) -> Result<ChildSa, RekeyError> {
     let opened = open_answer(ike, sent.message_id, answer)?;
+    read_rekey_opened(&opened, sk_d, sent, ciphers)
+}
+
+/// [`read_rekey_response`] of an answer already opened (by the IKE SA's
+/// [`Protected::open`]).
+///
+/// # Errors
+/// Why the answer is not taken.
+pub fn read_rekey_opened(
+    opened: &Opened,
+    sk_d: &[u8],
+    sent: &RekeyRequest,
+    ciphers: &[Cipher],
+) -> Result<ChildSa, RekeyError> {
+    check_answer(opened, sent.message_id)?;
     let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;
@@ -213,6 +267,21 @@ pub fn read_ike_rekey_response(
     ciphers: &[Cipher],
 ) -> Result<super::sa_init::Agreed, RekeyError> {
     let opened = open_answer(ike, sent.message_id, answer)?;
+    read_ike_rekey_opened(&opened, old, sent, pair, ciphers)
+}
+
+/// [`read_ike_rekey_response`] of an answer already opened.
+///
+/// # Errors
+/// Why the answer is not taken.
+pub fn read_ike_rekey_opened(
+    opened: &Opened,
+    old: &super::sa_init::Agreed,
+    sent: &IkeRekeyRequest,
+    pair: &super::dh::KeyPair,
+    ciphers: &[Cipher],
+) -> Result<super::sa_init::Agreed, RekeyError> {
+    check_answer(opened, sent.message_id)?;
     let body = |kind: u8| body_of(&opened.bytes, &opened.payloads, kind);
     let sa = body(payload::SA).ok_or(RekeyError::Missing("SA"))?;
     let chosen = proposals(sa).map_err(|_| RekeyError::Missing("SA"))?;

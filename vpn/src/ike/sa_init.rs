@@ -20,8 +20,18 @@ use std::net::SocketAddrV4;
 pub mod notify {
     /// No proposal chosen.
     pub const NO_PROPOSAL_CHOSEN: u16 = 14;
+    /// A malformed request (§2.21.4).
+    pub const INVALID_SYNTAX: u16 = 7;
     /// The KE payload's group is not the one wanted.
     pub const INVALID_KE_PAYLOAD: u16 = 17;
+    /// The AUTH payload did not verify.
+    pub const AUTHENTICATION_FAILED: u16 = 24;
+    /// No further child SA is taken.
+    pub const NO_ADDITIONAL_SAS: u16 = 35;
+    /// Try again later: the SA is being rekeyed or deleted (§2.25).
+    pub const TEMPORARY_FAILURE: u16 = 43;
+    /// The child SA to rekey does not exist (§2.25).
+    pub const CHILD_SA_NOT_FOUND: u16 = 44;
     /// NAT detection: the sender's address and port.
     pub const NAT_DETECTION_SOURCE_IP: u16 = 16388;
     /// NAT detection: the receiver's address and port.
@@ -80,7 +90,7 @@ fn notify_body(kind: u16, data: &[u8]) -> Vec<u8> {
     body
 }
 
-fn ke_body(pair: &KeyPair) -> Vec<u8> {
+pub(crate) fn ke_body(pair: &KeyPair) -> Vec<u8> {
     let mut body = vec![0, GROUP_CURVE25519 as u8, 0, 0];
     body.extend_from_slice(&pair.public());
     body
@@ -234,7 +244,7 @@ fn behind_nat(p: &Parts<'_>, spi_i: u64, spi_r: u64, from: SocketAddrV4, to: Soc
             .any(|s| *s == nat_hash(spi_i, spi_r, from))
 }
 
-fn valid_nonce(n: &[u8]) -> bool {
+pub(crate) fn valid_nonce(n: &[u8]) -> bool {
     (16..=256).contains(&n.len())
 }
 
