@@ -21,4 +21,5 @@ pub mod probe;
 #[doc(hidden)]
 pub mod testutil;
 pub mod vpn_config;
+pub mod vpn_status;
 pub mod wire;

@@ -6,6 +6,7 @@ mod demo;
 mod flows;
 mod labs;
 mod lb;
+mod vpn;
 mod routing;
 mod security;
 mod status;
@@ -124,6 +125,12 @@ enum Command {
         /// What to show.
         #[command(subcommand)]
         action: LbCommand,
+    },
+    /// VPN gateways: their connections and SAs.
+    Vpn {
+        /// What to show.
+        #[command(subcommand)]
+        action: VpnCommand,
     },
     /// Print a switch's port and datapath counters.
     DumpPorts {
@@ -277,6 +284,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Lb {
             action: LbCommand::Status { lab, json },
         } => lb::status(lab.as_deref(), json).await,
+        Command::Vpn {
+            action: VpnCommand::Status { lab, json },
+        } => vpn::status(lab.as_deref(), json),
         Command::DumpPorts { switch, lab, json } => {
             flows::dump_ports(&switch, lab.as_deref(), json).await
         }
@@ -366,6 +376,22 @@ fn resolve_lab(name: Option<&str>) -> Result<crate::lab::record::LabRecord> {
             )
         }
     }
+}
+
+/// `sdn vpn` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum VpnCommand {
+    /// Per connection: the IKE SA's state, SPIs, when it came up and its
+    /// rekeys; packets and bytes each way; each child SA with its replay
+    /// and authentication drops; the ESP port's drops.
+    Status {
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `sdn lb` subcommands.
