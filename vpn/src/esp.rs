@@ -29,6 +29,14 @@ pub const IV_LEN: usize = 8;
 pub const HEADROOM: usize = HEADER_LEN + IV_LEN;
 /// The ICV of the AEAD ciphers here (16 bytes: AES-GCM-16).
 pub const ICV_LEN: usize = 16;
+/// The pad length and next header bytes of the trailer.
+pub const TRAILER_LEN: usize = 2;
+/// Most padding a trailer takes: it ends the ciphertext on a 4-byte
+/// boundary (RFC 4303 §2.4), and the AEAD ciphers here are stream-like.
+pub const MAX_PADDING: usize = 3;
+/// Most room sealing takes after the inner packet: padding, the trailer and
+/// the ICV.
+pub const TAILROOM: usize = MAX_PADDING + TRAILER_LEN + ICV_LEN;
 /// Bytes of the salt at the end of the keying material.
 pub const SALT_LEN: usize = 4;
 /// The next header of a dummy packet (RFC 4303 §2.6), dropped on receipt.
@@ -85,6 +93,15 @@ pub enum EspError {
     /// The buffer to seal lacks the room before the inner packet.
     #[error("no room for the ESP header before the packet")]
     NoHeadroom,
+    /// The buffer to seal in place lacks the room for the trailer and ICV
+    /// behind the inner packet.
+    #[error("a buffer of {got} bytes where the sealed packet takes {need}")]
+    NoTailroom {
+        /// Bytes the sealed packet takes.
+        need: usize,
+        /// Bytes of the buffer.
+        got: usize,
+    },
     /// Too short to be an ESP packet of this cipher.
     #[error("too short for an ESP packet")]
     Truncated,
@@ -102,6 +119,22 @@ pub enum EspError {
     Padding,
 }
 
+/// Bytes of padding behind an inner packet of `inner_len` bytes: enough to
+/// end the trailer on a 4-byte boundary (RFC 4303 §2.4).
+pub const fn padding_len(inner_len: usize) -> usize {
+    (4 - (inner_len % 4 + TRAILER_LEN) % 4) % 4
+}
+
+/// Bytes of the ESP packet sealed from an inner packet of `inner_len`
+/// bytes: header, IV, inner packet, padding, trailer and ICV; `None` if
+/// that overflows.
+pub const fn sealed_len(inner_len: usize) -> Option<usize> {
+    match inner_len.checked_add(HEADROOM + TRAILER_LEN + ICV_LEN) {
+        Some(len) => len.checked_add(padding_len(inner_len)),
+        None => None,
+    }
+}
+
 /// The SPI of an ESP packet, if it is long enough to carry one.
 pub fn spi_of(packet: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(packet.get(..4)?.try_into().ok()?))
@@ -109,8 +142,8 @@ pub fn spi_of(packet: &[u8]) -> Option<u32> {
 
 /// An AEAD key with its 4-byte salt, as ESP (RFC 4106, RFC 7634) and the
 /// IKE encrypted payload (RFC 5282) both use it: the nonce is the salt and
-/// an 8-byte IV. The keying material it was made from is wiped, and so is
-/// its salt when it goes.
+/// an 8-byte IV. The keying material it was made from is wiped, and so are
+/// its key schedule and salt when it goes (see `SaltedKey::wipe`).
 pub(crate) struct SaltedKey {
     pub(crate) key: LessSafeKey,
     salt: [u8; SALT_LEN],
@@ -148,11 +181,32 @@ impl SaltedKey {
         n[SALT_LEN..].copy_from_slice(iv);
         Nonce::assume_unique_for_key(n)
     }
+
+    /// Overwrites the key schedule and the salt where they lie. *ring* does
+    /// not wipe its keys, and its key types cannot be zeroed byte by byte
+    /// without `unsafe`; so the key is replaced in place by the key of the
+    /// same algorithm made from zeros, whose schedule fills the same fields
+    /// (same algorithm, same variant) with values that reveal nothing. The
+    /// store is kept from being elided as dead by `black_box`. This is the
+    /// best effort `zeroize` itself makes: copies the compiler made on the
+    /// stack while the key was built are beyond reach.
+    fn wipe(&mut self) {
+        let algorithm = self.key.algorithm();
+        let zeros = Zeroizing::new([0u8; 32]);
+        if let Some(zeros) = zeros.get(..algorithm.key_len())
+            && let Ok(unbound) = UnboundKey::new(algorithm, zeros)
+        {
+            self.key = LessSafeKey::new(unbound);
+            std::hint::black_box(&self.key);
+        }
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
 }
 
 impl Drop for SaltedKey {
+    /// Wipes the key and salt (see [`SaltedKey::wipe`]).
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.salt);
+        self.wipe();
     }
 }
 
@@ -215,31 +269,85 @@ impl OutboundSa {
     ///
     /// # Errors
     /// [`EspError::NoHeadroom`], or [`EspError::SequenceExhausted`] once the
-    /// SA has sent 2^32 - 1 packets (it must be rekeyed before).
+    /// SA has sent 2^32 - 1 packets (it must be rekeyed before). On an error
+    /// `packet` is left as it was.
     pub fn seal(&mut self, packet: &mut Vec<u8>, next_header: u8) -> Result<(), EspError> {
         if packet.len() < HEADROOM {
             return Err(EspError::NoHeadroom);
         }
+        let inner = packet.len() - HEADROOM;
+        let sealed = sealed_len(inner).ok_or(EspError::NoTailroom {
+            need: usize::MAX,
+            got: packet.len(),
+        })?;
+        packet.resize(sealed, 0);
+        match self.seal_in_place(packet, inner, next_header) {
+            Ok(len) => {
+                packet.truncate(len);
+                Ok(())
+            }
+            Err(err) => {
+                packet.truncate(HEADROOM + inner);
+                Err(err)
+            }
+        }
+    }
+
+    /// Seals in place, in a buffer of fixed size, the inner packet of
+    /// `inner_len` bytes at `buffer[HEADROOM..HEADROOM + inner_len]`, whose
+    /// protocol is `next_header`: the first `HEADROOM` bytes get the ESP
+    /// header and IV, and the padding, trailer and ICV are written behind
+    /// the inner packet (at most [`TAILROOM`] bytes; exactly
+    /// [`sealed_len`]` - HEADROOM - inner_len`). Returns the length of the
+    /// ESP packet, which starts at `buffer[0]`. Nothing is allocated.
+    ///
+    /// # Errors
+    /// [`EspError::NoTailroom`] when `buffer` is shorter than
+    /// `sealed_len(inner_len)`, or [`EspError::SequenceExhausted`] once the
+    /// SA has sent 2^32 - 1 packets. No sequence number is used by a packet
+    /// refused for its size.
+    pub fn seal_in_place(
+        &mut self,
+        buffer: &mut [u8],
+        inner_len: usize,
+        next_header: u8,
+    ) -> Result<usize, EspError> {
+        let need = sealed_len(inner_len).unwrap_or(usize::MAX);
+        if buffer.len() < need {
+            return Err(EspError::NoTailroom {
+                need,
+                got: buffer.len(),
+            });
+        }
         let seq = self.seq.checked_add(1).ok_or(EspError::SequenceExhausted)?;
         self.seq = seq;
-        let inner = packet.len() - HEADROOM;
-        // Pad so that the trailer ends on a 4-byte boundary (§2.4).
-        let pad = (4 - (inner + 2) % 4) % 4;
-        packet.extend((1..=pad as u8).chain([pad as u8, next_header]));
-        packet[..4].copy_from_slice(&self.spi.to_be_bytes());
-        packet[4..8].copy_from_slice(&seq.to_be_bytes());
-        packet[8..HEADROOM].copy_from_slice(&u64::from(seq).to_be_bytes());
-        let (head, body) = packet.split_at_mut(HEADROOM);
+        let pad = padding_len(inner_len);
+        let trailer = HEADROOM + inner_len;
+        // The padding is 1, 2, 3... (RFC 4303 §2.4).
+        for (i, byte) in buffer[trailer..trailer + pad].iter_mut().enumerate() {
+            *byte = i as u8 + 1;
+        }
+        buffer[trailer + pad] = pad as u8;
+        buffer[trailer + pad + 1] = next_header;
+        let plain_end = trailer + pad + TRAILER_LEN;
+        buffer[..4].copy_from_slice(&self.spi.to_be_bytes());
+        buffer[4..8].copy_from_slice(&seq.to_be_bytes());
+        // The IV is the sequence number: unique under the key (RFC 4106 §3.1).
+        buffer[8..HEADROOM].copy_from_slice(&u64::from(seq).to_be_bytes());
+        let (head, rest) = buffer.split_at_mut(HEADROOM);
+        let (body, tail) = rest.split_at_mut(plain_end - HEADROOM);
         let nonce = self.key.nonce(&head[HEADER_LEN..]);
         let tag = self
             .key
             .key
             .seal_in_place_separate_tag(nonce, Aad::from(&head[..HEADER_LEN]), body)
+            // ring refuses only inputs longer than the cipher allows (GCM:
+            // 64 GiB), which no buffer here holds.
             .map_err(|_| EspError::NoHeadroom)?;
-        packet.extend_from_slice(tag.as_ref());
+        tail[..ICV_LEN].copy_from_slice(tag.as_ref());
         self.stats.packets += 1;
-        self.stats.bytes += inner as u64;
-        Ok(())
+        self.stats.bytes += inner_len as u64;
+        Ok(plain_end + ICV_LEN)
     }
 }
 
@@ -308,6 +416,12 @@ impl InboundSa {
     /// The SPI this SA receives under.
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+
+    /// The highest sequence number received and authenticated (0 before
+    /// the first).
+    pub fn highest_seq(&self) -> u32 {
+        self.window.highest()
     }
 
     /// Opens the ESP packet `packet` in place: checks its sequence number

@@ -216,3 +216,90 @@ fn an_authentic_packet_with_bad_padding_is_dropped() {
     }
     assert_eq!(inbound.stats.malformed, 2);
 }
+
+#[test]
+fn sealing_in_place_matches_sealing_a_vec_and_stays_in_its_bounds() {
+    for cipher in [
+        Cipher::Aes128Gcm16,
+        Cipher::Aes256Gcm16,
+        Cipher::ChaCha20Poly1305,
+    ] {
+        let mut by_vec = OutboundSa::new(cipher, SPI, &keymat(cipher)).unwrap();
+        let mut in_place = OutboundSa::new(cipher, SPI, &keymat(cipher)).unwrap();
+        let mut inbound = InboundSa::new(cipher, SPI, &keymat(cipher)).unwrap();
+        for len in 0..70usize {
+            let inner: Vec<u8> = (0..len).map(|i| (i * 5) as u8).collect();
+            let mut expected = with_headroom(&inner);
+            by_vec.seal(&mut expected, 4).unwrap();
+            // A buffer with room to spare, filled with a canary.
+            let mut buffer = vec![0xa5u8; HEADROOM + len + TAILROOM + 7];
+            buffer[HEADROOM..HEADROOM + len].copy_from_slice(&inner);
+            let sealed = in_place.seal_in_place(&mut buffer, len, 4).unwrap();
+            assert_eq!(Some(sealed), sealed_len(len));
+            assert!(sealed - HEADROOM - len <= TAILROOM);
+            assert_eq!(&buffer[..sealed], &expected[..], "{cipher:?}, {len} bytes");
+            assert!(
+                buffer[sealed..].iter().all(|&b| b == 0xa5),
+                "nothing written past the sealed packet"
+            );
+            let opened = inbound.open(&mut buffer[..sealed]).unwrap();
+            assert_eq!(&buffer[opened.inner], &inner[..]);
+        }
+        assert_eq!(inbound.highest_seq(), 70);
+        assert_eq!(in_place.stats, by_vec.stats);
+    }
+}
+
+#[test]
+fn a_buffer_without_tailroom_is_refused_without_using_a_sequence_number() {
+    let cipher = Cipher::Aes256Gcm16;
+    let mut out = OutboundSa::new(cipher, SPI, &keymat(cipher)).unwrap();
+    let need = sealed_len(100).unwrap();
+    let mut buffer = vec![0u8; need - 1];
+    assert_eq!(
+        out.seal_in_place(&mut buffer, 100, 4),
+        Err(EspError::NoTailroom {
+            need,
+            got: need - 1
+        })
+    );
+    assert_eq!(
+        out.seal_in_place(&mut [0u8; 8], usize::MAX, 4),
+        Err(EspError::NoTailroom {
+            need: usize::MAX,
+            got: 8
+        }),
+        "an impossible length does not overflow"
+    );
+    assert_eq!(out.last_seq(), 0);
+    let mut buffer = vec![0u8; need];
+    assert_eq!(out.seal_in_place(&mut buffer, 100, 4), Ok(need));
+    assert_eq!(out.last_seq(), 1);
+    assert_eq!(sealed_len(usize::MAX), None);
+    assert_eq!(padding_len(usize::MAX), padding_len(3));
+}
+
+#[test]
+fn a_wiped_key_is_the_all_zero_key_and_its_salt_is_zero() {
+    for cipher in [
+        Cipher::Aes128Gcm16,
+        Cipher::Aes256Gcm16,
+        Cipher::ChaCha20Poly1305,
+    ] {
+        let mut key = SaltedKey::new(cipher, &keymat(cipher)).unwrap();
+        key.wipe();
+        assert_eq!(key.salt, [0; SALT_LEN]);
+        let zero = SaltedKey::new(cipher, &vec![0u8; cipher.keymat_len()]).unwrap();
+        let seal = |k: &SaltedKey| {
+            let mut data = b"sixteen bytes...".to_vec();
+            let tag = k
+                .key
+                .seal_in_place_separate_tag(k.nonce(&[0; 8]), Aad::empty(), &mut data)
+                .unwrap();
+            data.extend_from_slice(tag.as_ref());
+            data
+        };
+        assert_eq!(seal(&key), seal(&zero), "{cipher:?}: the key was replaced");
+        assert_eq!(key.key.algorithm(), cipher.algorithm());
+    }
+}

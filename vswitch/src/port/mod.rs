@@ -1,6 +1,6 @@
 //! Port backends: one small, batch-oriented trait and one file per backend
-//! (AF_PACKET on a veth, and an in-memory backend for tests), in the manner
-//! of Open vSwitch's `netdev-provider.h`.
+//! (AF_PACKET on a veth, VXLAN and ESP tunnels over UDP, and an in-memory
+//! backend for tests), in the manner of Open vSwitch's `netdev-provider.h`.
 //!
 //! Every received frame sits in a reused buffer laid out as
 //! `[virtio-net header (10 bytes)][Ethernet frame]`, whether or not the
@@ -9,6 +9,7 @@
 //! offloads without copying.
 
 pub mod af_packet;
+pub mod esp;
 pub mod memory;
 mod sys;
 pub mod vxlan;
