@@ -21,5 +21,6 @@ pub mod probe;
 #[doc(hidden)]
 pub mod testutil;
 pub mod vpn_config;
+pub mod vpn_gateway;
 pub mod vpn_status;
 pub mod wire;

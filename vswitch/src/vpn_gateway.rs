@@ -1,0 +1,460 @@
+//! The I/O shell of a VPN gateway: one task per gateway of the switch,
+//! running the sans-IO IKE sessions of its connections (`sdn_vpn::ike::
+//! session`) over a UDP socket on the gateway's port 500 and over its ESP
+//! port's socket on 4500 (IKE behind the non-ESP marker), and installing the
+//! child SAs they agree into the ESP port, which seals and opens the
+//! traffic on the datapath thread. Every second it tells the sessions which
+//! inbound SAs carried traffic (so dead peer detection only probes a silent
+//! peer) and writes the gateway's status, without keys, as JSON for
+//! `sdn vpn status`.
+
+use crate::port::esp::{EspHandle, SaDirection};
+use crate::vpn_config::{ConnectionConfig, GatewayConfig};
+use crate::vpn_status::{ChildSaStatus, ConnectionStatus, GatewayStatus, PortStatus};
+use sdn_vpn::esp::{Cipher, OutboundSa};
+use sdn_vpn::ike::session::{
+    Config, DownReason, Event, IKE_PORT, NAT_T_PORT, NON_ESP_MARKER, Phase, Role, Session,
+};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+/// How often the status is written and ESP activity reported.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The cipher a configuration names.
+pub fn cipher_named(name: &str) -> Option<Cipher> {
+    match name {
+        "aes256gcm16" => Some(Cipher::Aes256Gcm16),
+        "aes128gcm16" => Some(Cipher::Aes128Gcm16),
+        "chacha20poly1305" => Some(Cipher::ChaCha20Poly1305),
+        _ => None,
+    }
+}
+
+/// Why a connection's session cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Its pre-shared key file is missing, readable by others or unreadable.
+    #[error("connection {connection}: pre-shared key: {source}")]
+    Key {
+        /// The connection.
+        connection: String,
+        /// What is wrong with the file.
+        source: sdn_vpn::psk::PskError,
+    },
+    /// It has no traffic selector on one side.
+    #[error("connection {connection}: no {side} prefix")]
+    NoPrefix {
+        /// The connection.
+        connection: String,
+        /// `local` or `remote`.
+        side: &'static str,
+    },
+    /// The session refused its settings.
+    #[error("connection {connection}: {source}")]
+    Settings {
+        /// The connection.
+        connection: String,
+        /// Every setting refused.
+        source: sdn_vpn::ike::session::ConfigErrors,
+    },
+}
+
+/// A session's configuration from a connection's (the key read from its
+/// file, which must be the owner's alone).
+pub fn session_config(
+    gateway: &GatewayConfig,
+    c: &ConnectionConfig,
+) -> Result<Config, GatewayError> {
+    let psk = sdn_vpn::psk::read_psk(&c.psk_file).map_err(|source| GatewayError::Key {
+        connection: c.name.clone(),
+        source,
+    })?;
+    let first = |prefixes: &[ipnet::Ipv4Net], side: &'static str| {
+        prefixes
+            .first()
+            .map(|p| (p.network(), p.prefix_len()))
+            .ok_or_else(|| GatewayError::NoPrefix {
+                connection: c.name.clone(),
+                side,
+            })
+    };
+    let mut config = Config::new(
+        if c.initiate {
+            Role::Initiator
+        } else {
+            Role::Responder
+        },
+        gateway.public_ip,
+        c.peer,
+        &psk,
+        first(&c.local_prefixes, "local")?,
+        first(&c.remote_prefixes, "remote")?,
+    );
+    config.id = c.local_id;
+    config.peer_id = c.peer_id;
+    let ciphers: Vec<Cipher> = c
+        .ike_ciphers
+        .iter()
+        .filter_map(|n| cipher_named(n))
+        .collect();
+    if !ciphers.is_empty() {
+        config.ciphers = ciphers;
+    }
+    config.ike_lifetime = Duration::from_secs(c.ike_lifetime_secs);
+    config.child_lifetime = Duration::from_secs(c.child_lifetime_secs);
+    config.dpd_interval = Duration::from_secs(c.dpd_interval_secs);
+    config.dpd_retries = c.dpd_retries;
+    config.validate().map_err(|source| GatewayError::Settings {
+        connection: c.name.clone(),
+        source,
+    })?;
+    Ok(config)
+}
+
+/// One connection: its session and what the status reports of it.
+struct Connection {
+    name: String,
+    tunnel_id: u32,
+    peer: Ipv4Addr,
+    session: Session,
+    /// Outbound SAs agreed but not yet sent on, by outbound SPI.
+    waiting: HashMap<u32, (SocketAddrV4, OutboundSa)>,
+    /// Inbound SPI → packets opened when last reported.
+    opened: HashMap<u32, u64>,
+    established_at: Option<u64>,
+    last_down: Option<String>,
+    cipher: Option<String>,
+    nat: bool,
+    spis: Option<(u64, u64)>,
+}
+
+/// One gateway's task state.
+pub struct Gateway {
+    name: String,
+    public_ip: Ipv4Addr,
+    esp: EspHandle,
+    connections: Vec<Connection>,
+    status_path: Option<PathBuf>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Gateway {
+    /// A gateway over its ESP port's handle, with a session per connection.
+    pub fn new(
+        config: &GatewayConfig,
+        esp: EspHandle,
+        status_path: Option<PathBuf>,
+        now: Instant,
+    ) -> Result<Gateway, GatewayError> {
+        let mut connections = Vec::new();
+        for c in &config.connections {
+            let session_config = session_config(config, c)?;
+            let seed = u64::from(c.tunnel_id) ^ unix_now().rotate_left(17);
+            let session = Session::new(session_config, seed, now).map_err(|source| {
+                GatewayError::Settings {
+                    connection: c.name.clone(),
+                    source,
+                }
+            })?;
+            connections.push(Connection {
+                name: c.name.clone(),
+                tunnel_id: c.tunnel_id,
+                peer: c.peer,
+                session,
+                waiting: HashMap::new(),
+                opened: HashMap::new(),
+                established_at: None,
+                last_down: None,
+                cipher: None,
+                nat: false,
+                spis: None,
+            });
+        }
+        Ok(Gateway {
+            name: config.name.clone(),
+            public_ip: config.public_ip,
+            esp,
+            connections,
+            status_path,
+        })
+    }
+
+    fn connection_of(&mut self, from: SocketAddrV4) -> Option<&mut Connection> {
+        self.connections.iter_mut().find(|c| c.peer == *from.ip())
+    }
+
+    /// An IKE datagram that arrived on `local_port` (with the marker on
+    /// 4500).
+    fn datagram(&mut self, now: Instant, from: SocketAddrV4, local_port: u16, bytes: &[u8]) {
+        match self.connection_of(from) {
+            Some(c) => c.session.handle_datagram(now, from, local_port, bytes),
+            None => tracing::debug!(gateway = %self.name, %from, "IKE from no peer of ours"),
+        }
+    }
+
+    /// Sends what the sessions want sent and applies their events.
+    async fn drain(&mut self, socket: &UdpSocket) {
+        for c in &mut self.connections {
+            while let Some(t) = c.session.poll_transmit() {
+                let sent = if t.source_port == NAT_T_PORT {
+                    self.esp.send_ike(t.destination, t.message())
+                } else {
+                    socket.send_to(&t.payload, t.destination).await.map(|_| ())
+                };
+                if let Err(err) = sent {
+                    warn!(gateway = %self.name, connection = %c.name, to = %t.destination, error = %err, "IKE send failed");
+                }
+            }
+            while let Some(event) = c.session.poll_event() {
+                apply(&self.esp, &self.name, c, event);
+            }
+        }
+    }
+
+    /// Reports the inbound SAs that carried traffic since the last tick.
+    fn report_traffic(&mut self, now: Instant) {
+        let stats = self.esp.stats();
+        for c in &mut self.connections {
+            for sa in stats
+                .sas
+                .iter()
+                .filter(|s| s.tunnel_id == c.tunnel_id && s.direction == SaDirection::Inbound)
+            {
+                let before = c.opened.insert(sa.spi, sa.packets).unwrap_or(0);
+                if sa.packets > before {
+                    c.session.esp_received(now, sa.spi);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .iter()
+            .filter_map(|c| c.session.poll_timeout())
+            .min()
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        for c in &mut self.connections {
+            if c.session.poll_timeout().is_some_and(|t| t <= now) {
+                c.session.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The gateway's status: per connection, its IKE SA and child SAs.
+    pub fn status(&self) -> GatewayStatus {
+        let stats = self.esp.stats();
+        GatewayStatus {
+            gateway: self.name.clone(),
+            public_ip: self.public_ip,
+            updated: unix_now(),
+            port: PortStatus {
+                unknown_spi: stats.port.unknown_spi,
+                replayed: stats.port.replayed,
+                auth_failed: stats.port.auth_failed,
+                malformed: stats.port.malformed,
+                no_sa: stats.port.no_sa,
+                dropped: stats.port.dropped(),
+            },
+            connections: self
+                .connections
+                .iter()
+                .map(|c| {
+                    let s = c.session.stats();
+                    let tunnel = stats.tunnel(c.tunnel_id);
+                    ConnectionStatus {
+                        name: c.name.clone(),
+                        peer: c.peer,
+                        state: match c.session.phase() {
+                            Phase::Idle => "idle",
+                            Phase::Connecting => "connecting",
+                            Phase::Established => "established",
+                            Phase::Closed => "closed",
+                        }
+                        .into(),
+                        ike_spis: c
+                            .spis
+                            .map(|(i, r)| (format!("{i:016x}"), format!("{r:016x}"))),
+                        algorithms: c.cipher.clone(),
+                        nat_t: c.nat,
+                        established_at: c.established_at,
+                        last_down: c.last_down.clone(),
+                        child_rekeys: s.child_rekeys,
+                        ike_rekeys: s.ike_rekeys,
+                        retransmissions: s.retransmissions,
+                        liveness_checks: s.liveness_checks,
+                        peer_dead: s.peer_dead,
+                        packets_out: tunnel.map_or(0, |t| t.sealed_packets),
+                        bytes_out: tunnel.map_or(0, |t| t.sealed_bytes),
+                        packets_in: tunnel.map_or(0, |t| t.opened_packets),
+                        bytes_in: tunnel.map_or(0, |t| t.opened_bytes),
+                        child_sas: stats
+                            .sas
+                            .iter()
+                            .filter(|sa| sa.tunnel_id == c.tunnel_id)
+                            .map(|sa| ChildSaStatus {
+                                spi: format!("{:08x}", sa.spi),
+                                direction: match sa.direction {
+                                    SaDirection::Inbound => "in",
+                                    SaDirection::Outbound => "out",
+                                }
+                                .into(),
+                                current: sa.current,
+                                packets: sa.packets,
+                                bytes: sa.bytes,
+                                replayed: sa.replayed,
+                                auth_failed: sa.auth_failed,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn write_status(&self) {
+        let Some(path) = &self.status_path else {
+            return;
+        };
+        let Ok(text) = serde_json::to_vec_pretty(&self.status()) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::debug!(path = %path.display(), "cannot write the VPN status");
+        }
+    }
+
+    /// Runs the gateway until the task is dropped: IKE on `socket` (port
+    /// 500) and on the ESP port's 4500.
+    pub async fn run(mut self, socket: UdpSocket) {
+        let Some(mut ike_4500) = self.esp.take_ike_receiver() else {
+            warn!(gateway = %self.name, "the ESP port's IKE messages go elsewhere; the gateway does not run");
+            return;
+        };
+        info!(gateway = %self.name, address = %self.public_ip, connections = self.connections.len(), "VPN gateway running");
+        let mut tick = tokio::time::interval(TICK);
+        let mut buffer = vec![0u8; 65_536];
+        let mut marked = Vec::with_capacity(2048);
+        loop {
+            self.drain(&socket).await;
+            let deadline = self
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + TICK);
+            tokio::select! {
+                got = socket.recv_from(&mut buffer) => {
+                    if let Ok((n, std::net::SocketAddr::V4(from))) = got {
+                        self.datagram(Instant::now(), from, IKE_PORT, &buffer[..n]);
+                    }
+                }
+                message = ike_4500.recv() => {
+                    let Some((from, bytes)) = message else { return };
+                    // The session reads port 4500's datagrams whole.
+                    marked.clear();
+                    marked.extend_from_slice(&NON_ESP_MARKER);
+                    marked.extend_from_slice(&bytes);
+                    self.datagram(Instant::now(), from, NAT_T_PORT, &marked);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.timeouts(Instant::now());
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.report_traffic(now);
+                    self.timeouts(now);
+                    self.write_status();
+                }
+            }
+        }
+    }
+}
+
+/// Applies one session event to the ESP port.
+fn apply(esp: &EspHandle, gateway: &str, c: &mut Connection, event: Event) {
+    match event {
+        Event::IkeEstablished {
+            spi_i,
+            spi_r,
+            initiator,
+            nat,
+        } => {
+            info!(gateway, connection = %c.name, peer = %c.peer, initiator, nat, "IKE SA established");
+            c.established_at = Some(unix_now());
+            c.spis = Some((spi_i, spi_r));
+            c.nat = nat;
+        }
+        Event::IkeRekeyed { spi_i, spi_r } => {
+            info!(gateway, connection = %c.name, "IKE SA rekeyed");
+            c.spis = Some((spi_i, spi_r));
+        }
+        Event::IkeDown { reason } => {
+            let why = down_reason(reason);
+            warn!(gateway, connection = %c.name, peer = %c.peer, reason = why, "IKE SA down");
+            c.last_down = Some(why.into());
+            c.established_at = None;
+            c.spis = None;
+            c.waiting.clear();
+        }
+        Event::ChildSaInstalled(keys) => {
+            // ESP always travels in UDP here (this kernel has no ESP).
+            let peer = if keys.udp_encapsulated {
+                keys.peer
+            } else {
+                SocketAddrV4::new(*keys.peer.ip(), NAT_T_PORT)
+            };
+            match (keys.inbound_sa(), keys.outbound_sa()) {
+                (Ok(inbound), Ok(outbound)) => {
+                    info!(gateway, connection = %c.name, inbound_spi = %format_args!("{:08x}", keys.inbound_spi), outbound_spi = %format_args!("{:08x}", keys.outbound_spi), "child SA installed");
+                    c.cipher = Some(format!("{:?}", keys.cipher));
+                    esp.install_inbound(c.tunnel_id, inbound);
+                    c.waiting.insert(keys.outbound_spi, (peer, outbound));
+                }
+                _ => warn!(gateway, connection = %c.name, "child SA keys of the wrong length"),
+            }
+        }
+        Event::ChildSaSending { outbound_spi, .. } => {
+            if let Some((peer, sa)) = c.waiting.remove(&outbound_spi) {
+                esp.install_outbound(c.tunnel_id, peer, sa);
+            }
+        }
+        Event::ChildSaRemoved {
+            inbound_spi,
+            outbound_spi,
+        } => {
+            c.waiting.remove(&outbound_spi);
+            esp.remove_sa(inbound_spi);
+            esp.remove_outbound(c.tunnel_id, outbound_spi);
+            c.opened.remove(&inbound_spi);
+            info!(gateway, connection = %c.name, inbound_spi = %format_args!("{inbound_spi:08x}"), "child SA removed");
+        }
+    }
+}
+
+fn down_reason(reason: DownReason) -> &'static str {
+    match reason {
+        DownReason::PeerDead => "peer dead",
+        DownReason::AuthFailed => "authentication failed",
+        DownReason::PeerDeleted => "peer deleted",
+        DownReason::NoProposalChosen => "no proposal chosen",
+        DownReason::Refused(_) => "refused",
+        DownReason::Expired => "expired",
+        DownReason::Replaced => "replaced",
+        DownReason::Closed => "closed",
+    }
+}
