@@ -62,6 +62,10 @@ pub const UPLINK_PORT_NAME: &str = "uplink";
 /// The number of a switch's port to the internet.
 pub const UPLINK_PORT: PortNo = 65_001;
 
+/// The number of a switch's ESP port of its first VPN gateway; the others
+/// follow in file order (see `Topology::vpn_gateways_on`).
+pub const ESP_PORT_BASE: PortNo = 65_100;
+
 /// The bridge that is the underlay network, in the underlay namespace.
 pub const UNDERLAY_BRIDGE: &str = "underlay";
 
@@ -316,7 +320,7 @@ impl Topology {
 
     /// Every namespace the lab makes: the underlay, hypervisors, hosts,
     /// switches that have one of their own, then the internet's router and
-    /// hosts.
+    /// hosts, then the on-premises sites and their hosts.
     pub fn namespaces(&self) -> Vec<String> {
         let underlay = self.underlay.as_ref().map(|_| self.underlay_namespace());
         underlay
@@ -344,6 +348,51 @@ impl Topology {
                     .iter()
                     .map(|h| self.namespace_of(&h.name)),
             )
+            .chain(self.site_namespaces())
+            .collect()
+    }
+
+    /// The namespaces of the on-premises sites: each site's router
+    /// (`<lab>-<site>`) followed by its hosts' (`<lab>-<host>`).
+    pub fn site_namespaces(&self) -> Vec<String> {
+        self.vpn
+            .onprem_sites
+            .iter()
+            .flat_map(|site| {
+                std::iter::once(format!("{}-{}", self.name, site.name)).chain(
+                    site.hosts
+                        .iter()
+                        .map(|h| format!("{}-{}", self.name, h.name)),
+                )
+            })
+            .collect()
+    }
+
+    /// The switch VPN gateway `gateway` runs on: the first switch, in file
+    /// order, with a port linked to a host interface in the gateway's
+    /// network. Its IKE and ESP reach the switch on a link of its own to
+    /// the internet router. `None` for an unknown gateway, or one whose
+    /// network has no host on a switch (validation refuses that).
+    pub fn vpn_gateway_switch(&self, gateway: &str) -> Option<&Switch> {
+        let network = &self.routing.vpn_gateway(gateway)?.network;
+        self.switches.iter().find(|s| {
+            s.ports.iter().any(|p| {
+                self.host_on(&s.name, &p.name)
+                    .is_some_and(|(_, i)| &i.network == network)
+            })
+        })
+    }
+
+    /// The VPN gateways switch `switch` runs, in file order: the gateway at
+    /// index `i` has the ESP port `ESP_PORT_BASE + i`.
+    pub fn vpn_gateways_on(&self, switch: &str) -> Vec<&super::routing::VpnGateway> {
+        self.routing
+            .vpn_gateways
+            .iter()
+            .filter(|g| {
+                self.vpn_gateway_switch(&g.name)
+                    .is_some_and(|s| s.name == switch)
+            })
             .collect()
     }
 
