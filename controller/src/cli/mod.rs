@@ -6,10 +6,10 @@ mod demo;
 mod flows;
 mod labs;
 mod lb;
-mod vpn;
 mod routing;
 mod security;
 mod status;
+mod vpn;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};

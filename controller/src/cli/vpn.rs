@@ -40,10 +40,7 @@ fn age(updated: u64, at: u64) -> String {
 }
 
 fn since(at: Option<u64>, now: u64) -> String {
-    at.map_or_else(
-        || "-".into(),
-        |t| format!("{}s ago", now.saturating_sub(t)),
-    )
+    at.map_or_else(|| "-".into(), |t| format!("{}s ago", now.saturating_sub(t)))
 }
 
 pub(super) fn status(lab: Option<&str>, as_json: bool) -> Result<()> {
@@ -176,6 +173,9 @@ mod tests {
         assert_eq!(read[0].connections[0].child_rekeys, 3);
         assert_eq!(read[0].port.replayed, 2);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(read_statuses(&dir).unwrap().is_empty(), "no directory, no gateways");
+        assert!(
+            read_statuses(&dir).unwrap().is_empty(),
+            "no directory, no gateways"
+        );
     }
 }

@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 /// The router's bridge for the switches' uplinks, unless exactly one switch has one.
 pub const EDGE_BRIDGE: &str = "edge";
 /// MTU of the internet's links.
-const MTU: u32 = 1500;
+pub(super) const MTU: u32 = 1500;
 /// An internet host's device.
 pub const HOST_DEVICE: &str = "eth0";
 
@@ -32,8 +32,10 @@ pub fn router_namespace(topology: &Topology) -> String {
     format!("{}-internet", topology.name)
 }
 
-/// A device name for the router's side of a link to `name` (number `index`).
-fn device_for(prefix: &str, name: &str, index: usize) -> String {
+/// A device name for the router's side of a link to `name` (number `index`):
+/// `<prefix>-<name>`, or `<prefix><index>` when that is too long for a
+/// device name.
+pub(super) fn device_for(prefix: &str, name: &str, index: usize) -> String {
     let wanted = format!("{prefix}-{name}");
     if wanted.len() <= 15 {
         wanted
@@ -52,11 +54,11 @@ pub fn uplink_device(topology: &Topology, switch: &str) -> String {
     device_for("up", switch, index)
 }
 
-fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
+pub(super) fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
     std::fs::write(format!("/proc/sys/{key}"), value)
 }
 
-fn open(namespace: &str) -> Result<File> {
+pub(super) fn open(namespace: &str) -> Result<File> {
     File::open(path_of(namespace)).with_context(|| format!("open namespace {namespace}"))
 }
 

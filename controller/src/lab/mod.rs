@@ -1,26 +1,30 @@
 //! Bringing a lab up and down: namespaces and veth pairs through netlink, the
-//! controller and one `vswitchd` per switch in the background, a record of
-//! everything made (written before each step), rollback when a step fails,
-//! and a teardown that leaves nothing behind.
+//! controller and one `vswitchd` per switch in the background (and charon
+//! on the on-premises sites), a record of everything made (written before
+//! each step), rollback when a step fails, and a teardown that leaves
+//! nothing behind.
 
+mod argv;
+pub mod copy;
 pub mod ethtool;
 pub mod internet;
 pub mod netlink;
 pub mod netns;
+pub mod private;
 pub mod process;
 pub mod record;
+pub mod sites;
+pub mod strongswan;
+#[cfg(test)]
+mod testutil;
+pub mod vpn;
 
 use crate::client;
-use crate::plan::TUNNEL_PORT;
-use crate::topology::{
-    CpuPin, DEFAULT_UNDERLAY_MTU, Listen, NodeKind, Topology, UNDERLAY_BRIDGE, UNDERLAY_DEVICE,
-    UPLINK_PORT, UPLINK_PORT_NAME, VXLAN_OVERHEAD,
-};
+use crate::topology::{Listen, NodeKind, Topology, UNDERLAY_BRIDGE, UNDERLAY_DEVICE};
 use anyhow::{Context, Result, anyhow, bail};
 use netlink::{Netlink, VethEnd};
 use process::ProcessRecord;
 use record::LabRecord;
-use sdn_vswitch::agent::FailMode;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -73,84 +77,6 @@ fn controller_address(topology: &Topology, dir: &Path) -> String {
         Listen::Unix => format!("unix:{}", record::controller_socket(dir).display()),
         Listen::Tcp(addr) => format!("tcp:{addr}"),
     }
-}
-
-fn controller_argv(copy: &Path, address: &str) -> Result<Vec<String>> {
-    let own = std::env::current_exe().context("find this program's path")?;
-    // Test harnesses run from target/*/deps: use the real sdn binary then.
-    let sdn = if own.file_name().is_some_and(|n| n == "sdn") {
-        own
-    } else {
-        sibling_binary("sdn")?
-    };
-    Ok(vec![
-        sdn.display().to_string(),
-        "controller".into(),
-        "--topology".into(),
-        copy.display().to_string(),
-        "--listen".into(),
-        address.into(),
-    ])
-}
-
-fn switch_argv(topology: &Topology, name: &str, address: &str) -> Result<Vec<String>> {
-    let switch = topology
-        .switch(name)
-        .ok_or_else(|| anyhow!("no switch {name}"))?;
-    let index = topology
-        .switches
-        .iter()
-        .position(|s| s.name == name)
-        .unwrap_or(0);
-    let mut argv = vec![
-        sibling_binary("vswitchd")?.display().to_string(),
-        "--name".into(),
-        name.into(),
-        "--controller".into(),
-        address.into(),
-        "--netns".into(),
-        topology.namespace_of(name),
-        "--fail-mode".into(),
-        match switch.fail_mode {
-            FailMode::Secure => "secure".into(),
-            FailMode::Standalone => "standalone".into(),
-        },
-    ];
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = match switch.cpu {
-        // Highest CPUs first: CPU 0 usually carries most interrupts and housekeeping.
-        CpuPin::Auto => Some(cpus - 1 - index % cpus),
-        CpuPin::Cpu(n) => Some(n),
-        CpuPin::Unpinned => None,
-    };
-    if let Some(cpu) = cpu {
-        argv.push("--cpu".into());
-        argv.push(cpu.to_string());
-    }
-    if let Some(hv) = switch
-        .hypervisor
-        .as_deref()
-        .and_then(|h| topology.hypervisor(h))
-    {
-        let underlay_mtu = topology
-            .underlay
-            .as_ref()
-            .map_or(DEFAULT_UNDERLAY_MTU, |u| u.mtu);
-        argv.push("--vxlan".into());
-        argv.push(format!("{TUNNEL_PORT}={}", hv.address));
-        argv.push("--vxlan-mtu".into());
-        argv.push((underlay_mtu - VXLAN_OVERHEAD).to_string());
-    }
-    for port in &switch.ports {
-        argv.push("--port".into());
-        let suffix = if port.offloads { "" } else { ":no-offloads" };
-        argv.push(format!("{}={}{}", port.number, port.name, suffix));
-    }
-    if topology.has_uplink(name) {
-        argv.push("--port".into());
-        argv.push(format!("{UPLINK_PORT}={UPLINK_PORT_NAME}"));
-    }
-    Ok(argv)
 }
 
 fn now_unix() -> u64 {
@@ -206,6 +132,9 @@ pub async fn up(topology: &Topology, options: &UpOptions) -> Result<LabRecord> {
     if options.resume {
         bail!("lab {} is not up: nothing to resume", topology.name);
     }
+    if !strongswan::charon_sites(topology).is_empty() {
+        strongswan::require_installed()?;
+    }
     let clashes: Vec<String> = topology
         .namespaces()
         .into_iter()
@@ -222,9 +151,7 @@ pub async fn up(topology: &Topology, options: &UpOptions) -> Result<LabRecord> {
     }
     let dir = record::run_dir(&topology.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let copy = dir.join("topology.yaml");
-    std::fs::copy(&topology.source, &copy)
-        .with_context(|| format!("copy {} into {}", topology.source.display(), dir.display()))?;
+    let copy = copy::place(topology, &dir)?;
     let mut lab = LabRecord {
         name: topology.name.clone(),
         topology: std::fs::canonicalize(&topology.source)
@@ -264,6 +191,8 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
         create_link(topology, link)?;
     }
     internet::build(topology)?;
+    sites::build(topology)?;
+    vpn::build_links(topology)?;
     for switch in &topology.switches {
         bring_up_ports(topology, switch)?;
         for port in switch.ports.iter().filter(|p| !p.offloads) {
@@ -274,7 +203,11 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
         configure_host(topology, host)?;
     }
     let dir = lab.dir();
-    let argv = controller_argv(&lab.topology_copy, &lab.controller)?;
+    let charon_sites = strongswan::charon_sites(topology);
+    for site in &charon_sites {
+        strongswan::write_config(topology, site, &dir)?;
+    }
+    let argv = argv::controller_argv(&lab.topology_copy, &lab.controller)?;
     let controller = process::spawn_detached(
         "controller",
         "controller",
@@ -284,11 +217,18 @@ async fn build(topology: &Topology, lab: &mut LabRecord, options: &UpOptions) ->
     lab.processes.push(controller);
     lab.save()?;
     for switch in &topology.switches {
-        let argv = switch_argv(topology, &switch.name, &lab.controller)?;
+        vpn::write_config(topology, &switch.name, &dir)?;
+        let argv = argv::switch_argv(topology, &switch.name, &lab.controller, &dir)?;
         let log = dir.join(format!("{}.log", switch.name));
         let spawned = process::spawn_detached("switch", &switch.name, &argv, &log)?;
         lab.processes.push(spawned);
         lab.save()?;
+    }
+    for site in &charon_sites {
+        let charon = strongswan::start(topology, site, &dir)?;
+        lab.processes.push(charon.clone());
+        lab.save()?;
+        strongswan::load(&charon)?;
     }
     wait_until_synced(lab, options.timeout).await
 }
@@ -300,10 +240,21 @@ async fn resume(mut lab: LabRecord, options: &UpOptions) -> Result<LabRecord> {
         if record.is_alive() {
             continue;
         }
-        let restarted =
-            process::spawn_detached(&record.role, &record.name, &record.argv, &record.log)?;
-        lab.processes[index] = restarted;
+        if record.role == strongswan::ROLE {
+            strongswan::clear_leftovers(record);
+        }
+        let restarted = process::spawn_launched(
+            &record.role,
+            &record.name,
+            &record.argv,
+            &record.launch,
+            &record.log,
+        )?;
+        lab.processes[index] = restarted.clone();
         lab.save()?;
+        if restarted.role == strongswan::ROLE {
+            strongswan::load(&restarted)?;
+        }
     }
     wait_until_synced(&lab, options.timeout).await?;
     Ok(lab)
@@ -565,12 +516,13 @@ pub struct Teardown {
     pub leftovers: Vec<String>,
 }
 
-/// Stops every process and deletes every namespace of a lab, then its run
-/// directory.
+/// Stops every process and deletes every namespace of a lab (the links
+/// between them go with them), then its run directory.
 pub fn teardown(lab: &LabRecord) -> Teardown {
     let mut report = Teardown::default();
-    // Switches first, so they do not fail open while the controller goes.
-    for role in ["switch", "controller"] {
+    // The sites' charon first (it says goodbye to its peers); switches
+    // before the controller, so they do not fail open while it goes.
+    for role in [strongswan::ROLE, "switch", "controller"] {
         for p in lab.processes.iter().filter(|p| p.role == role) {
             if p.is_alive() {
                 p.stop(Duration::from_secs(3));
@@ -596,7 +548,14 @@ pub fn teardown(lab: &LabRecord) -> Teardown {
         }
     }
     if report.leftovers.is_empty() {
-        let _ = std::fs::remove_dir_all(lab.dir());
+        let dir = lab.dir();
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            report
+                .leftovers
+                .push(format!("run directory {} ({e})", dir.display()));
+        }
     }
     report
 }

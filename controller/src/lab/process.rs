@@ -1,22 +1,44 @@
-//! Background processes of a lab (controller, switches): started detached
-//! with their output in a log file, recognised later by pid *and* start time
-//! (so a reused pid is never mistaken for ours), and stopped gently, then
-//! firmly.
+//! Background processes of a lab (controller, switches, the sites'
+//! charon): started detached with their output in a log file, in a network
+//! namespace and with a `/run` of their own when asked, recognised later by
+//! pid *and* start time (so a reused pid is never mistaken for ours), and
+//! stopped gently, then firmly.
 
 use serde::{Deserialize, Serialize};
-use std::fs::OpenOptions;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where a process runs, beyond its command line: what a daemon that is
+/// not ours (charon) needs to run beside others of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Launch {
+    /// The network namespace it runs in (default: that of `sdn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// A directory bound over `/run` in a mount namespace of the process's
+    /// own, for a daemon that keeps fixed files there (charon's
+    /// `/var/run/charon.pid`, which would keep a second charon from
+    /// starting). The bind does not propagate to other mount namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_run: Option<PathBuf>,
+    /// Environment variables it gets besides `sdn`'s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+}
+
 /// A process the lab started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
-    /// `controller` or `switch`.
+    /// `controller`, `switch` or `ipsec` (a site's charon).
     pub role: String,
-    /// Component name (`controller`, or the switch name).
+    /// Component name (`controller`, the switch name, or `charon-<site>`).
     pub name: String,
     /// Process id.
     pub pid: u32,
@@ -26,6 +48,10 @@ pub struct ProcessRecord {
     pub log: PathBuf,
     /// The command line, to start it again.
     pub argv: Vec<String>,
+    /// Where it runs, to start it again there (records written before
+    /// this field existed ran in `sdn`'s namespaces).
+    #[serde(default)]
+    pub launch: Launch,
 }
 
 /// Field 22 of `/proc/PID/stat` and the state letter, if the process exists.
@@ -83,6 +109,94 @@ pub fn spawn_detached(
     argv: &[String],
     log: &Path,
 ) -> io::Result<ProcessRecord> {
+    spawn_launched(role, name, argv, &Launch::default(), log)
+}
+
+/// What the child does between fork and exec, prepared beforehand (no
+/// allocation happens in the child).
+struct ChildSetup {
+    /// The namespace to enter, kept open until the child has entered it.
+    netns: Option<File>,
+    /// The directory to bind over `/run`.
+    private_run: Option<CString>,
+}
+
+impl ChildSetup {
+    fn new(launch: &Launch) -> io::Result<ChildSetup> {
+        let netns = match &launch.netns {
+            Some(name) => Some(File::open(sdn_vswitch::netns::path_of(name)).map_err(|e| {
+                io::Error::new(e.kind(), format!("open network namespace {name}: {e}"))
+            })?),
+            None => None,
+        };
+        let private_run = match &launch.private_run {
+            Some(dir) => Some(CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "private /run path has a NUL")
+            })?),
+            None => None,
+        };
+        Ok(ChildSetup { netns, private_run })
+    }
+
+    /// Runs in the child: only async-signal-safe system calls.
+    fn apply(&self) -> io::Result<()> {
+        let fail = || Err(io::Error::last_os_error());
+        // SAFETY: setsid(2) has no preconditions.
+        if unsafe { libc::setsid() } < 0 {
+            return fail();
+        }
+        if let Some(netns) = &self.netns {
+            // SAFETY: setns(2) on a namespace file this process holds open.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return fail();
+            }
+        }
+        if let Some(source) = &self.private_run {
+            // SAFETY: unshare(2) affects only this (single-threaded) child.
+            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                return fail();
+            }
+            // Private first, as `ip netns exec` does, so that the bind below
+            // stays in this mount namespace.
+            // SAFETY: valid NUL-terminated strings or null pointers.
+            let ret = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                )
+            };
+            if ret != 0 {
+                return fail();
+            }
+            // SAFETY: as above; `source` lives until after exec.
+            let ret = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    c"/run".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if ret != 0 {
+                return fail();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts `argv` as `spawn_detached` does, where `launch` says.
+pub fn spawn_launched(
+    role: &str,
+    name: &str,
+    argv: &[String],
+    launch: &Launch,
+    log: &Path,
+) -> io::Result<ProcessRecord> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command line"))?;
@@ -91,17 +205,15 @@ pub fn spawn_detached(
     let mut command = Command::new(program);
     command
         .args(args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    // SAFETY: setsid(2) is async-signal-safe; it runs in the child before exec.
+    let setup = ChildSetup::new(launch)?;
+    // SAFETY: `apply` makes only async-signal-safe system calls on data
+    // prepared before the fork; it runs in the child before exec.
     unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        command.pre_exec(move || setup.apply());
     }
     let child = command
         .spawn()
@@ -119,6 +231,7 @@ pub fn spawn_detached(
         start_time,
         log: log.to_path_buf(),
         argv: argv.to_vec(),
+        launch: launch.clone(),
     })
 }
 

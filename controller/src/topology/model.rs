@@ -62,9 +62,8 @@ pub const UPLINK_PORT_NAME: &str = "uplink";
 /// The number of a switch's port to the internet.
 pub const UPLINK_PORT: PortNo = 65_001;
 
-/// The number of a switch's first ESP tunnel port: the VPN gateways a switch
-/// carries are ports `ESP_PORT_BASE`, `ESP_PORT_BASE + 1`, … in the order of
-/// `vpn_gateways`.
+/// The number of a switch's ESP port of its first VPN gateway; the others
+/// follow in file order (see `Topology::vpn_gateways_on`).
 pub const ESP_PORT_BASE: PortNo = 65_100;
 
 /// The bridge that is the underlay network, in the underlay namespace.
@@ -321,7 +320,7 @@ impl Topology {
 
     /// Every namespace the lab makes: the underlay, hypervisors, hosts,
     /// switches that have one of their own, then the internet's router and
-    /// hosts.
+    /// hosts, then the on-premises sites and their hosts.
     pub fn namespaces(&self) -> Vec<String> {
         let underlay = self.underlay.as_ref().map(|_| self.underlay_namespace());
         underlay
@@ -349,6 +348,23 @@ impl Topology {
                     .iter()
                     .map(|h| self.namespace_of(&h.name)),
             )
+            .chain(self.site_namespaces())
+            .collect()
+    }
+
+    /// The namespaces of the on-premises sites: each site's router
+    /// (`<lab>-<site>`) followed by its hosts' (`<lab>-<host>`).
+    pub fn site_namespaces(&self) -> Vec<String> {
+        self.vpn
+            .onprem_sites
+            .iter()
+            .flat_map(|site| {
+                std::iter::once(format!("{}-{}", self.name, site.name)).chain(
+                    site.hosts
+                        .iter()
+                        .map(|h| format!("{}-{}", self.name, h.name)),
+                )
+            })
             .collect()
     }
 
@@ -392,7 +408,10 @@ impl Topology {
     /// The switch that carries VPN gateway `gateway`: the first switch, in
     /// file order, with a port linked to a host interface in the gateway's
     /// network. Its ESP port sends what the network routes into the
-    /// gateway's tunnels, and what the tunnels bring is routed from there.
+    /// gateway's tunnels, and what the tunnels bring is routed from there;
+    /// its IKE and ESP reach the switch on a link of its own to the internet
+    /// router. `None` for an unknown gateway, or one whose network has no
+    /// host on a switch (validation refuses that).
     pub fn vpn_gateway_switch(&self, gateway: &str) -> Option<&Switch> {
         let network = &self.routing.vpn_gateway(gateway)?.network;
         self.switches.iter().find(|s| {

@@ -1188,3 +1188,43 @@ fn every_mistake_is_reported_at_once() {
         ]
     );
 }
+
+#[test]
+fn a_gateway_runs_on_the_first_switch_holding_its_network() {
+    let topo = valid(VPN);
+    for gateway in ["hub-gw", "east-gw", "west-gw"] {
+        assert_eq!(
+            topo.vpn_gateway_switch(gateway).map(|s| s.name.as_str()),
+            Some("sw1"),
+            "{gateway}"
+        );
+    }
+    assert!(topo.vpn_gateway_switch("no-such-gw").is_none());
+    let names: Vec<&str> = topo
+        .vpn_gateways_on("sw1")
+        .iter()
+        .map(|(g, _)| g.name.as_str())
+        .collect();
+    assert_eq!(names, ["hub-gw", "east-gw", "west-gw"]);
+    assert_eq!(
+        &topo.site_namespaces(),
+        &["vpn-branch".to_string(), "vpn-branch1".to_string()]
+    );
+    assert!(topo.namespaces().ends_with(&topo.site_namespaces()));
+
+    let spare = vpn_plus(
+        "      - { name: web, cidr: 10.92.1.0/24 }\n",
+        "  - name: spare\n    cidr: 10.93.0.0/16\n",
+    );
+    let spare = spare.replacen(
+        HUB_GW,
+        &format!("{HUB_GW}  - {{ name: spare-gw, network: spare, public_ip: 203.0.113.93 }}\n"),
+        1,
+    );
+    refused(
+        &spare,
+        "name: spare-gw",
+        "vpn_gateways[1].network",
+        "network spare has no host on a switch: VPN gateway spare-gw runs on the switch of a host of its network",
+    );
+}

@@ -11,6 +11,9 @@ use sdn_vswitch::netns;
 use sdn_vswitch::port::Port;
 use sdn_vswitch::port::af_packet::{AfPacketOptions, AfPacketPort};
 use sdn_vswitch::port::vxlan::VxlanPort;
+use sdn_vswitch::vpn_config::VpnConfig;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tracing::info;
 
@@ -67,6 +70,47 @@ struct Args {
     /// Seconds without a controller before a standalone switch fails open.
     #[arg(long, default_value_t = 3.0)]
     fail_open_after: f64,
+
+    /// A VPN gateway's ESP port as port NUMBER on the gateway's public
+    /// address ADDRESS, in the same namespace as the ports (repeat per
+    /// gateway). Checked, but not opened yet.
+    #[arg(long = "esp", value_name = "NUMBER=ADDRESS", value_parser = parse_esp)]
+    esp: Vec<EspPort>,
+
+    /// The VPN gateways' connections (JSON, as `sdn up` writes them). Read
+    /// and checked against the `--esp` ports, but not used yet.
+    #[arg(long, value_name = "FILE", value_parser = read_vpn_config)]
+    vpn_config: Option<VpnConfigFile>,
+}
+
+/// An ESP port of `--esp NUMBER=ADDRESS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EspPort {
+    number: PortNo,
+    address: Ipv4Addr,
+}
+
+/// A `--vpn-config` file, read.
+#[derive(Debug, Clone)]
+struct VpnConfigFile {
+    path: PathBuf,
+    config: VpnConfig,
+}
+
+fn parse_esp(text: &str) -> Result<EspPort, String> {
+    parse_endpoint("--esp", text)
+        .map(|(number, address)| EspPort { number, address })
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn read_vpn_config(text: &str) -> Result<VpnConfigFile, String> {
+    let path = PathBuf::from(text);
+    VpnConfig::read(&path)
+        .map(|config| VpnConfigFile {
+            path: path.clone(),
+            config,
+        })
+        .map_err(|e| format!("read the VPN configuration {}: {e}", path.display()))
 }
 
 struct PortSpec {
@@ -76,19 +120,74 @@ struct PortSpec {
 }
 
 /// `NUMBER=ADDRESS` of a VXLAN endpoint.
-fn parse_vxlan(text: &str) -> Result<(PortNo, std::net::Ipv4Addr)> {
+fn parse_vxlan(text: &str) -> Result<(PortNo, Ipv4Addr)> {
+    parse_endpoint("--vxlan", text)
+}
+
+/// `NUMBER=ADDRESS` of a tunnel endpoint given with `flag`.
+fn parse_endpoint(flag: &str, text: &str) -> Result<(PortNo, Ipv4Addr)> {
     let (number, address) = text
         .split_once('=')
-        .with_context(|| format!("--vxlan {text}: want NUMBER=ADDRESS"))?;
+        .with_context(|| format!("{flag} {text}: want NUMBER=ADDRESS"))?;
     let number: PortNo = number
         .parse()
         .ok()
         .filter(|n| *n > 0)
-        .with_context(|| format!("--vxlan {text}: port number must be 1 or more"))?;
+        .with_context(|| format!("{flag} {text}: port number must be 1 or more"))?;
     let address = address
         .parse()
-        .with_context(|| format!("--vxlan {text}: {address:?} is not an IPv4 address"))?;
+        .with_context(|| format!("{flag} {text}: {address:?} is not an IPv4 address"))?;
     Ok((number, address))
+}
+
+/// Checks the ESP ports against the other ports and each other, and the
+/// VPN configuration's gateways against the ESP ports: each gateway's port
+/// is an `--esp` port on the gateway's address.
+fn check_vpn(
+    esp: &[EspPort],
+    ports: &[PortSpec],
+    vxlan: Option<(PortNo, Ipv4Addr)>,
+    vpn_config: Option<&VpnConfigFile>,
+) -> Result<()> {
+    for (i, port) in esp.iter().enumerate() {
+        let number = port.number;
+        if ports.iter().any(|p| p.number == number) {
+            bail!("--esp port number {number} is also a --port");
+        }
+        if vxlan.is_some_and(|(n, _)| n == number) {
+            bail!("--esp port number {number} is also the --vxlan port");
+        }
+        if let Some(other) = esp[..i]
+            .iter()
+            .find(|o| o.number == number || o.address == port.address)
+        {
+            bail!(
+                "--esp {number}={} and --esp {}={} share a port number or address",
+                port.address,
+                other.number,
+                other.address
+            );
+        }
+    }
+    let Some(file) = vpn_config else {
+        return Ok(());
+    };
+    for gateway in &file.config.gateways {
+        let wanted = EspPort {
+            number: gateway.port,
+            address: gateway.public_ip,
+        };
+        if !esp.contains(&wanted) {
+            bail!(
+                "{}: VPN gateway {} has ESP port {}={}, which no --esp gives",
+                file.path.display(),
+                gateway.name,
+                gateway.port,
+                gateway.public_ip
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse_port(text: &str) -> Result<PortSpec> {
@@ -146,6 +245,20 @@ fn main() -> Result<()> {
         && specs.iter().any(|s| s.number == number)
     {
         bail!("--vxlan port number {number} is also a --port");
+    }
+    check_vpn(&args.esp, &specs, vxlan, args.vpn_config.as_ref())?;
+    // Another change opens them; until then they are only accepted.
+    for esp in &args.esp {
+        info!(switch = %args.name, port = esp.number, address = %esp.address, "ESP port accepted, not opened");
+    }
+    if let Some(file) = &args.vpn_config {
+        let connections: usize = file
+            .config
+            .gateways
+            .iter()
+            .map(|g| g.connections.len())
+            .sum();
+        info!(switch = %args.name, file = %file.path.display(), gateways = file.config.gateways.len(), connections, "VPN configuration read");
     }
     let ports: Vec<(PortNo, Box<dyn Port>)> = netns::run_in(args.netns.as_deref(), || {
         let tunnel = match vxlan {
@@ -241,5 +354,109 @@ mod tests {
             assert!(parse_vxlan(bad).is_err(), "{bad}");
         }
         assert_ne!(datapath_id_of("sw1"), datapath_id_of("sw2"));
+    }
+
+    fn esp(number: PortNo, address: &str) -> EspPort {
+        EspPort {
+            number,
+            address: address.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn esp_and_vpn_config_arguments() {
+        assert_eq!(
+            parse_esp("65100=203.0.113.90").unwrap(),
+            esp(65_100, "203.0.113.90")
+        );
+        for bad in ["65100", "0=203.0.113.90", "x=1.2.3.4", "1=fd00::1", "1="] {
+            let error = parse_esp(bad).unwrap_err();
+            assert!(error.starts_with(&format!("--esp {bad}: ")), "{error}");
+        }
+        let args = Args::try_parse_from([
+            "vswitchd",
+            "--name",
+            "sw1",
+            "--controller",
+            "unix:/c.sock",
+            "--port",
+            "1=p1",
+            "--esp",
+            "65100=203.0.113.90",
+            "--esp",
+            "65101=203.0.113.91",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.esp,
+            [esp(65_100, "203.0.113.90"), esp(65_101, "203.0.113.91")]
+        );
+        assert!(args.vpn_config.is_none());
+        let ports = [parse_port("1=p1").unwrap()];
+        assert!(check_vpn(&args.esp, &ports, None, None).is_ok());
+
+        let clash = [esp(1, "203.0.113.90")];
+        let error = check_vpn(&clash, &ports, None, None).unwrap_err();
+        assert_eq!(error.to_string(), "--esp port number 1 is also a --port");
+        let vxlan = Some((65_100, "192.168.100.1".parse().unwrap()));
+        assert!(check_vpn(&args.esp, &ports, vxlan, None).is_err());
+        let twice = [esp(65_100, "203.0.113.90"), esp(65_101, "203.0.113.90")];
+        assert!(check_vpn(&twice, &ports, None, None).is_err());
+        let twice = [esp(65_100, "203.0.113.90"), esp(65_100, "203.0.113.91")];
+        assert!(check_vpn(&twice, &ports, None, None).is_err());
+    }
+
+    #[test]
+    fn the_vpn_configuration_is_read_and_matched_to_the_esp_ports() {
+        use sdn_vswitch::vpn_config::GatewayConfig;
+        let path = std::env::temp_dir().join(format!("vswitchd-vpn-{}.json", std::process::id()));
+        let config = VpnConfig {
+            gateways: vec![GatewayConfig {
+                name: "hub-gw".into(),
+                port: 65_100,
+                public_ip: "203.0.113.90".parse().unwrap(),
+                connections: Vec::new(),
+            }],
+        };
+        std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+        let file = read_vpn_config(path.to_str().unwrap()).unwrap();
+        assert_eq!(file.config, config);
+        assert!(check_vpn(&[esp(65_100, "203.0.113.90")], &[], None, Some(&file)).is_ok());
+        let error = check_vpn(&[esp(65_101, "203.0.113.90")], &[], None, Some(&file)).unwrap_err();
+        assert!(
+            error.to_string().ends_with(
+                "VPN gateway hub-gw has ESP port 65100=203.0.113.90, which no --esp gives"
+            ),
+            "{error}"
+        );
+        std::fs::write(&path, "{\"gateways\": 3}").unwrap();
+        let error = read_vpn_config(path.to_str().unwrap()).unwrap_err();
+        assert!(
+            error.starts_with(&format!("read the VPN configuration {}: ", path.display())),
+            "{error}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let error = read_vpn_config("/nonexistent/vpn-sw1.json").unwrap_err();
+        assert!(
+            error.contains("/nonexistent/vpn-sw1.json: No such file"),
+            "{error}"
+        );
+        let parsed = Args::try_parse_from([
+            "vswitchd",
+            "--name",
+            "sw1",
+            "--controller",
+            "unix:/c.sock",
+            "--port",
+            "1=p1",
+            "--vpn-config",
+            "/nonexistent/vpn-sw1.json",
+        ]);
+        assert!(
+            parsed
+                .unwrap_err()
+                .to_string()
+                .contains("read the VPN configuration")
+        );
     }
 }

@@ -253,6 +253,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<To
         addresses: &mut addresses,
     };
     let vpn = vpn::vpn(&mut c, &vpn_context, &mut claims);
+    routing::vpn_gateways_on_switches(&mut c, &raw, &routing, &hosts, &links);
 
     if c.errors.is_empty() {
         Ok(Topology {

@@ -5,12 +5,13 @@
 //! its routes have valid prefixes and next hops that exist for every
 //! subnet it steers: a virtual appliance is a forwarding interface of the
 //! subnet's network or a peered one, `internet` needs the network's
-//! internet gateway, a VPN gateway belongs to the network.
+//! internet gateway, a VPN gateway belongs to the network. A VPN
+//! gateway's network has a host on a switch: the gateway runs there.
 
 use super::Checker;
 use super::internet::Addresses;
 use super::security::{Names, subnet_refs_at};
-use crate::topology::model::{Host, Network};
+use crate::topology::model::{Host, Link, Network, NodeKind};
 use crate::topology::raw::{RawNextHop, RawRoute, RawRouteTable, RawTopology};
 use crate::topology::routing::{Internet, NextHop, RouteTable, Routing, UserRoute, VpnGateway};
 use crate::topology::security::SubnetRef;
@@ -145,6 +146,49 @@ pub(super) fn peerings_and_vpn_gateways(
         });
     }
     routing
+}
+
+/// Refuses a VPN gateway whose network has no host interface linked to a
+/// switch port: a gateway runs on the first switch holding a host of its
+/// network (see `Topology::vpn_gateway_switch`), so without one it would
+/// run nowhere.
+pub(super) fn vpn_gateways_on_switches(
+    c: &mut Checker<'_>,
+    raw: &RawTopology,
+    routing: &Routing,
+    hosts: &[Host],
+    links: &[Link],
+) {
+    let on_a_switch = |network: &str| {
+        links.iter().any(|l| {
+            [(&l.a, &l.b), (&l.b, &l.a)].iter().any(|(host, switch)| {
+                host.kind == NodeKind::Host
+                    && switch.kind == NodeKind::Switch
+                    && hosts.iter().any(|h| {
+                        h.name == host.node
+                            && h.interfaces
+                                .iter()
+                                .any(|i| i.name == host.device && i.network == network)
+                    })
+            })
+        })
+    };
+    for (i, gw) in raw.vpn_gateways.iter().enumerate() {
+        let network = &gw.value.network;
+        let accepted = routing
+            .vpn_gateway(&gw.value.name.value)
+            .is_some_and(|g| g.network == network.value);
+        if accepted && !on_a_switch(&network.value) {
+            c.error(
+                network,
+                format!("vpn_gateways[{i}].network"),
+                format!(
+                    "network {} has no host on a switch: VPN gateway {} runs on the switch of a host of its network; link one to a switch",
+                    network.value, gw.value.name.value
+                ),
+            );
+        }
+    }
 }
 
 /// What the next hops of a route table may name.
