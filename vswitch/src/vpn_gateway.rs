@@ -142,6 +142,18 @@ pub struct Gateway {
     status_path: Option<PathBuf>,
 }
 
+/// A session's seed (its SPIs and jitter follow from it), from the OS:
+/// two gateways of one switch must not pick the same SPIs.
+fn random_seed() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No OS randomness: the time still differs between processes.
+        return unix_now() ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    u64::from_le_bytes(bytes)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -159,7 +171,7 @@ impl Gateway {
         let mut connections = Vec::new();
         for c in &config.connections {
             let session_config = session_config(config, c)?;
-            let seed = u64::from(c.tunnel_id) ^ unix_now().rotate_left(17);
+            let seed = random_seed();
             let session = Session::new(session_config, seed, now).map_err(|source| {
                 GatewayError::Settings {
                     connection: c.name.clone(),

@@ -10,12 +10,15 @@ use sdn_vswitch::flow::PortNo;
 use sdn_vswitch::netns;
 use sdn_vswitch::port::Port;
 use sdn_vswitch::port::af_packet::{AfPacketOptions, AfPacketPort};
+use sdn_vswitch::port::esp::{EspHandle, EspPort as EspTunnel};
 use sdn_vswitch::port::vxlan::VxlanPort;
 use sdn_vswitch::vpn_config::VpnConfig;
+use sdn_vswitch::vpn_gateway::Gateway;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tracing::info;
+use std::time::Instant;
+use tracing::{info, warn};
 
 /// A userspace virtual switch programmed by the sdn controller.
 #[derive(Debug, Parser)]
@@ -73,12 +76,13 @@ struct Args {
 
     /// A VPN gateway's ESP port as port NUMBER on the gateway's public
     /// address ADDRESS, in the same namespace as the ports (repeat per
-    /// gateway). Checked, but not opened yet.
+    /// gateway). Opened with its IKE socket (UDP 500).
     #[arg(long = "esp", value_name = "NUMBER=ADDRESS", value_parser = parse_esp)]
     esp: Vec<EspPort>,
 
-    /// The VPN gateways' connections (JSON, as `sdn up` writes them). Read
-    /// and checked against the `--esp` ports, but not used yet.
+    /// The VPN gateways' connections (JSON, as `sdn up` writes them),
+    /// checked against the `--esp` ports; each gateway's status is written
+    /// beside it.
     #[arg(long, value_name = "FILE", value_parser = read_vpn_config)]
     vpn_config: Option<VpnConfigFile>,
 }
@@ -214,6 +218,48 @@ fn parse_port(text: &str) -> Result<PortSpec> {
     })
 }
 
+/// The link MTU under an ESP port (the gateway's link to the internet).
+const ESP_LINK_MTU: u32 = 1500;
+
+/// A locally administered MAC for ESP port `number` (frames it opens carry
+/// it as their destination).
+fn esp_mac(number: PortNo) -> sdn_vswitch::wire::EthernetAddress {
+    let n = number.to_be_bytes();
+    sdn_vswitch::wire::EthernetAddress([0x02, 0xe5, 0x00, n[1], n[2], n[3]])
+}
+
+/// Starts one task per VPN gateway of the configuration, over its ESP
+/// port's handle and its IKE socket. A gateway that cannot start (a key
+/// file refused, say) is logged and left out; the others run.
+fn start_gateways(
+    file: &VpnConfigFile,
+    handles: Vec<(PortNo, EspHandle)>,
+    sockets: Vec<(PortNo, std::net::UdpSocket)>,
+) {
+    let dir = file.path.parent().unwrap_or(std::path::Path::new("."));
+    let mut sockets: std::collections::HashMap<PortNo, std::net::UdpSocket> =
+        sockets.into_iter().collect();
+    for gateway in &file.config.gateways {
+        let (Some((_, handle)), Some(socket)) = (
+            handles.iter().find(|(n, _)| *n == gateway.port),
+            sockets.remove(&gateway.port),
+        ) else {
+            warn!(gateway = %gateway.name, port = gateway.port, "no ESP port for the gateway");
+            continue;
+        };
+        let status = sdn_vswitch::vpn_status::status_path(dir, &gateway.name);
+        let started = Gateway::new(gateway, handle.clone(), Some(status), Instant::now())
+            .map_err(anyhow::Error::from)
+            .and_then(|g| Ok((g, tokio::net::UdpSocket::from_std(socket)?)));
+        match started {
+            Ok((g, socket)) => {
+                tokio::spawn(g.run(socket));
+            }
+            Err(err) => warn!(gateway = %gateway.name, error = %err, "VPN gateway not started"),
+        }
+    }
+}
+
 /// A stable datapath id from the switch name (FNV-1a).
 fn datapath_id_of(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -247,19 +293,23 @@ fn main() -> Result<()> {
         bail!("--vxlan port number {number} is also a --port");
     }
     check_vpn(&args.esp, &specs, vxlan, args.vpn_config.as_ref())?;
-    // Another change opens them; until then they are only accepted.
-    for esp in &args.esp {
-        info!(switch = %args.name, port = esp.number, address = %esp.address, "ESP port accepted, not opened");
-    }
-    if let Some(file) = &args.vpn_config {
-        let connections: usize = file
-            .config
-            .gateways
-            .iter()
-            .map(|g| g.connections.len())
-            .sum();
-        info!(switch = %args.name, file = %file.path.display(), gateways = file.config.gateways.len(), connections, "VPN configuration read");
-    }
+    // The ESP ports and the gateways' IKE sockets (UDP 500), in the
+    // switch's namespace, where the gateways' public addresses are.
+    let mut esp_handles: Vec<(PortNo, EspHandle)> = Vec::new();
+    let mut ike_sockets: Vec<(PortNo, std::net::UdpSocket)> = Vec::new();
+    let mut esp_ports: Vec<(PortNo, Box<dyn Port>)> = Vec::new();
+    netns::run_in(args.netns.as_deref(), || {
+        for esp in &args.esp {
+            let (port, handle) = EspTunnel::open(esp.address, esp_mac(esp.number), ESP_LINK_MTU)?;
+            let ike = std::net::UdpSocket::bind((esp.address, sdn_vpn::ike::session::IKE_PORT))?;
+            ike.set_nonblocking(true)?;
+            esp_handles.push((esp.number, handle));
+            ike_sockets.push((esp.number, ike));
+            esp_ports.push((esp.number, Box::new(port) as Box<dyn Port>));
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .with_context(|| format!("open the ESP ports of {}", args.name))?;
     let ports: Vec<(PortNo, Box<dyn Port>)> = netns::run_in(args.netns.as_deref(), || {
         let tunnel = match vxlan {
             Some((number, local)) => {
@@ -281,7 +331,11 @@ fn main() -> Result<()> {
                 Ok((spec.number, Box::new(port) as Box<dyn Port>))
             })
             .chain(tunnel.map(Ok))
-            .collect()
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .map(|mut ports| {
+        ports.append(&mut esp_ports);
+        ports
     })
     .with_context(|| {
         format!(
@@ -325,6 +379,9 @@ fn main() -> Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
+        if let Some(file) = &args.vpn_config {
+            start_gateways(file, esp_handles, ike_sockets);
+        }
         agent::run(config, descriptions, handle.clone(), events_rx, shutdown).await;
     });
     info!(switch = %args.name, "vswitchd stopping");

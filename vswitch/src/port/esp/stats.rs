@@ -35,9 +35,12 @@ impl EspStats {
 /// replay and authentication drops in their SA's counters too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EspCounters {
-    /// Frames to send without a tunnel target, or whose tunnel has no
-    /// outbound SA.
+    /// Frames to send whose tunnel has no outbound SA.
     pub no_sa: u64,
+    /// Frames flooded to the port without a tunnel target (broadcasts of
+    /// the switch's own segments): not for any tunnel, discarded, and not
+    /// counted as drops.
+    pub untargeted: u64,
     /// Frames to send that are not IPv4 (another EtherType, a VLAN tag).
     pub not_ipv4: u64,
     /// Frames to send that do not hold a whole IPv4 packet.
@@ -71,8 +74,9 @@ pub struct EspCounters {
 }
 
 impl EspCounters {
-    /// Packets dropped in either direction: everything above but dummy
-    /// packets (discarded by design), keepalives and IKE messages.
+    /// Packets dropped in either direction: everything above but untargeted
+    /// frames and dummy packets (discarded by design), keepalives and IKE
+    /// messages.
     pub fn dropped(&self) -> u64 {
         self.no_sa
             + self.not_ipv4

@@ -180,7 +180,7 @@ impl SaTable {
         slot: &mut [u8],
     ) -> Option<(SocketAddrV4, usize)> {
         let Some(target) = tunnel else {
-            self.counters.no_sa += 1;
+            self.counters.untargeted += 1;
             return None;
         };
         let inner = match outbound_inner(frame) {
