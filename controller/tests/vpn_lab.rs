@@ -4,9 +4,9 @@
 //! reaches the site's and the gateway's public addresses, charon runs in
 //! the site's namespace with the connection loaded (its addresses and
 //! traffic selectors, the key only in a root-only file), and `sdn down`
-//! leaves no namespace, process or file behind. The tunnel itself does not
-//! carry traffic yet: the switch's ESP port is not wired. Needs root and
-//! strongSwan; skips with a line saying why otherwise.
+//! leaves no namespace, process or file behind. The traffic through the
+//! tunnel is `vpn.rs`'s. Needs root and strongSwan; skips with a line
+//! saying why otherwise.
 
 mod support;
 
