@@ -74,6 +74,39 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
         .as_ref()
         .map(|t| (networks_json(t), internet_json(t)))
         .unwrap_or_default();
+    // On-premises sites: their router, hosts and IPsec daemon.
+    let sites: Vec<Value> = topology
+        .as_ref()
+        .map(|t| {
+            t.vpn
+                .onprem_sites
+                .iter()
+                .map(|site| {
+                    let ipsec = lab
+                        .processes
+                        .iter()
+                        .find(|p| p.role == "ipsec" && p.name == format!("charon-{}", site.name));
+                    json!({
+                        "name": site.name,
+                        "namespace": t.namespace_of(&site.name),
+                        "public_ip": site.public_ip.to_string(),
+                        "lan": site.lan.to_string(),
+                        "hosts": site.hosts.iter().map(|h| json!({
+                            "name": h.name,
+                            "namespace": t.namespace_of(&h.name),
+                            "address": h.address.to_string(),
+                        })).collect::<Vec<_>>(),
+                        "ipsec": ipsec.map(|p| json!({
+                            "name": p.name,
+                            "pid": p.pid,
+                            "running": p.is_alive(),
+                            "log": p.log,
+                        })),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "name": lab.name,
         "topology": lab.topology,
@@ -90,6 +123,7 @@ fn lab_json(lab: &LabRecord, status: Option<&mgmt::StatusReply>) -> Value {
         "hosts": hosts,
         "networks": networks,
         "internet": internet,
+        "sites": sites,
         "namespaces": lab.namespaces,
     })
 }
@@ -401,6 +435,32 @@ fn print_lab(lab: &Value) {
             text(&h["namespace"]),
             interfaces.join(", ")
         );
+    }
+    for site in lab["sites"].as_array().into_iter().flatten() {
+        let hosts: Vec<String> = site["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{} {}", text(&h["name"]), text(&h["address"])))
+            .collect();
+        println!(
+            "  site   {:<4} netns {:<14} {} lan {}  hosts {}",
+            text(&site["name"]),
+            text(&site["namespace"]),
+            text(&site["public_ip"]),
+            text(&site["lan"]),
+            hosts.join(", ")
+        );
+        let ipsec = &site["ipsec"];
+        if !ipsec.is_null() {
+            println!(
+                "              {} pid {:<7} {}  log {}",
+                text(&ipsec["name"]),
+                ipsec["pid"],
+                running(ipsec["running"].as_bool().unwrap_or(false)),
+                text(&ipsec["log"])
+            );
+        }
     }
     for line in network_lines(lab) {
         println!("  {line}");
