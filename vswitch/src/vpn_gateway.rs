@@ -6,18 +6,25 @@
 //! traffic on the datapath thread. Every second it tells the sessions which
 //! inbound SAs carried traffic (so dead peer detection only probes a silent
 //! peer) and writes the gateway's status, without keys, as JSON for
-//! `sdn vpn status`.
+//! `sdn vpn status`; and, only when `sdn vpn sa --export-keys` asks (a
+//! request file beside the status), the keys of its installed child SAs,
+//! which it keeps in wiped-on-drop memory until each SA is removed, in
+//! Wireshark's `esp_sa` format in a file of mode 0600.
 
 use crate::port::esp::{EspHandle, SaDirection};
 use crate::vpn_config::{ConnectionConfig, GatewayConfig};
-use crate::vpn_status::{ChildSaStatus, ConnectionStatus, GatewayStatus, PortStatus};
+use crate::vpn_status::{
+    ChildSaStatus, ConnectionStatus, EspSaKeys, GatewayStatus, PortStatus, keys_path,
+    keys_request_path,
+};
 use sdn_vpn::esp::{Cipher, OutboundSa};
+use sdn_vpn::ike::keys::Secret;
 use sdn_vpn::ike::session::{
     Config, DownReason, Event, IKE_PORT, NAT_T_PORT, NON_ESP_MARKER, Phase, Role, Session,
 };
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
@@ -131,6 +138,15 @@ struct Connection {
     cipher: Option<String>,
     nat: bool,
     spis: Option<(u64, u64)>,
+    /// The installed child SAs' keys, for export on request, oldest first.
+    keys: Vec<ExportableChild>,
+}
+
+/// What key export needs of an installed child SA: both directions.
+struct ExportableChild {
+    inbound_spi: u32,
+    inbound: EspSaKeys,
+    outbound: EspSaKeys,
 }
 
 /// One gateway's task state.
@@ -190,6 +206,7 @@ impl Gateway {
                 cipher: None,
                 nat: false,
                 spis: None,
+                keys: Vec::new(),
             });
         }
         Ok(Gateway {
@@ -336,6 +353,45 @@ impl Gateway {
         }
     }
 
+    /// Every installed child SA's two directions as lines of Wireshark's
+    /// `esp_sa` table (inbound first), in memory wiped when dropped.
+    fn esp_sa_lines(&self) -> (Secret, usize) {
+        let lines: Vec<Secret> = self
+            .connections
+            .iter()
+            .flat_map(|c| &c.keys)
+            .flat_map(|k| [k.inbound.esp_sa_line(), k.outbound.esp_sa_line()])
+            .collect();
+        // Reserved at once: growing would leave copies in freed memory.
+        let mut text = Secret::new(Vec::with_capacity(lines.iter().map(|l| l.len()).sum()));
+        for line in &lines {
+            text.extend_from_slice(line);
+        }
+        (text, lines.len())
+    }
+
+    /// Writes the keys file if a key request is there that it has not
+    /// answered (the keys file is missing or older than the request).
+    fn answer_key_request(&self) {
+        let Some(dir) = self.status_path.as_deref().and_then(Path::parent) else {
+            return;
+        };
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let path = keys_path(dir, &self.name);
+        if !key_request_due(modified(&keys_request_path(dir)), modified(&path)) {
+            return;
+        }
+        let (text, count) = self.esp_sa_lines();
+        match write_private(&path, &text) {
+            Ok(()) => {
+                info!(gateway = %self.name, sas = count, file = %path.display(), "child SA keys exported on request")
+            }
+            Err(err) => {
+                warn!(gateway = %self.name, file = %path.display(), error = %err, "cannot export the child SA keys")
+            }
+        }
+    }
+
     fn write_status(&self) {
         let Some(path) = &self.status_path else {
             return;
@@ -391,6 +447,7 @@ impl Gateway {
                     self.report_traffic(now);
                     self.timeouts(now);
                     self.write_status();
+                    self.answer_key_request();
                 }
             }
         }
@@ -422,6 +479,7 @@ fn apply(esp: &EspHandle, gateway: &str, c: &mut Connection, event: Event) {
             c.established_at = None;
             c.spis = None;
             c.waiting.clear();
+            c.keys.clear();
         }
         Event::ChildSaInstalled(keys) => {
             // ESP always travels in UDP here (this kernel has no ESP).
@@ -436,6 +494,24 @@ fn apply(esp: &EspHandle, gateway: &str, c: &mut Connection, event: Event) {
                     c.cipher = Some(format!("{:?}", keys.cipher));
                     esp.install_inbound(c.tunnel_id, inbound);
                     c.waiting.insert(keys.outbound_spi, (peer, outbound));
+                    let local = *esp.local().ip();
+                    c.keys.push(ExportableChild {
+                        inbound_spi: keys.inbound_spi,
+                        inbound: EspSaKeys {
+                            source: *keys.peer.ip(),
+                            destination: local,
+                            spi: keys.inbound_spi,
+                            cipher: keys.cipher,
+                            keymat: keys.inbound_keymat,
+                        },
+                        outbound: EspSaKeys {
+                            source: local,
+                            destination: *keys.peer.ip(),
+                            spi: keys.outbound_spi,
+                            cipher: keys.cipher,
+                            keymat: keys.outbound_keymat,
+                        },
+                    });
                 }
                 _ => warn!(gateway, connection = %c.name, "child SA keys of the wrong length"),
             }
@@ -450,12 +526,44 @@ fn apply(esp: &EspHandle, gateway: &str, c: &mut Connection, event: Event) {
             outbound_spi,
         } => {
             c.waiting.remove(&outbound_spi);
+            c.keys.retain(|k| k.inbound_spi != inbound_spi);
             esp.remove_sa(inbound_spi);
             esp.remove_outbound(c.tunnel_id, outbound_spi);
             c.opened.remove(&inbound_spi);
             info!(gateway, connection = %c.name, inbound_spi = %format_args!("{inbound_spi:08x}"), "child SA removed");
         }
     }
+}
+
+/// Whether a key request made at `asked` still wants an answer, the keys
+/// file having been written at `answered`. Timestamps are as coarse as
+/// the file system's clock: a file written in the same tick as the request
+/// counts as its answer (the CLI reads it so too).
+fn key_request_due(asked: Option<SystemTime>, answered: Option<SystemTime>) -> bool {
+    match (asked, answered) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(asked), Some(answered)) => answered < asked,
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600, through a temporary file
+/// renamed over it, so that a reader sees all of it or none, and no one
+/// else ever can.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    // `mode` applies only to a file it creates.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn down_reason(reason: DownReason) -> &'static str {
@@ -468,5 +576,195 @@ fn down_reason(reason: DownReason) -> &'static str {
         DownReason::Expired => "expired",
         DownReason::Replaced => "replaced",
         DownReason::Closed => "closed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::esp::EspPort;
+    use crate::vpn_config::ConnectionConfig;
+    use sdn_vpn::ike::session::ChildSaKeys;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 90);
+
+    /// A scratch directory of this test's own.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sdn-gateway-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A responder gateway on an ESP port at `local` (a loopback address
+    /// of the test's own), its status and key files in `dir`.
+    fn gateway(local: Ipv4Addr, dir: &Path) -> Gateway {
+        let psk = dir.join("peer.psk");
+        std::fs::write(&psk, "a-test-key\n").unwrap();
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = GatewayConfig {
+            name: "hub-gw".into(),
+            port: 65_100,
+            public_ip: local,
+            connections: vec![ConnectionConfig {
+                name: "hub-to-branch".into(),
+                tunnel_id: 1,
+                peer: PEER,
+                local_id: local,
+                peer_id: PEER,
+                psk_file: psk,
+                local_prefixes: vec!["10.90.0.0/16".parse().unwrap()],
+                remote_prefixes: vec!["192.168.50.0/24".parse().unwrap()],
+                ike_ciphers: vec!["aes256gcm16".into()],
+                esp_ciphers: vec!["aes256gcm16".into()],
+                ike_lifetime_secs: 28_800,
+                child_lifetime_secs: 3_600,
+                dpd_interval_secs: 10,
+                dpd_retries: 3,
+                initiate: false,
+            }],
+        };
+        let (_port, handle) = EspPort::open(
+            local,
+            crate::wire::EthernetAddress([2, 0, 0, 0, 0, 1]),
+            1500,
+        )
+        .expect("an ESP port on a loopback address");
+        let status = crate::vpn_status::status_path(dir, "hub-gw");
+        Gateway::new(&config, handle, Some(status), Instant::now()).unwrap()
+    }
+
+    /// A child SA's keys: AES-256-GCM, each direction's keying material
+    /// one repeated byte.
+    fn child(inbound_spi: u32, outbound_spi: u32, byte: u8) -> ChildSaKeys {
+        ChildSaKeys {
+            cipher: Cipher::Aes256Gcm16,
+            inbound_spi,
+            outbound_spi,
+            inbound_keymat: Secret::new(vec![byte; 36]),
+            outbound_keymat: Secret::new(vec![byte + 1; 36]),
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            udp_encapsulated: true,
+            peer: SocketAddrV4::new(PEER, NAT_T_PORT),
+        }
+    }
+
+    fn event(g: &mut Gateway, event: Event) {
+        let Gateway {
+            esp,
+            name,
+            connections,
+            ..
+        } = g;
+        apply(esp, name, &mut connections[0], event);
+    }
+
+    fn lines(g: &Gateway) -> Vec<String> {
+        let (text, count) = g.esp_sa_lines();
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), count);
+        lines
+    }
+
+    #[test]
+    fn installed_child_sas_keep_their_keys_for_export_until_removed() {
+        let local = Ipv4Addr::new(127, 0, 77, 1);
+        let dir = scratch("keys");
+        let mut g = gateway(local, &dir);
+        assert!(lines(&g).is_empty(), "no SA, no keys");
+        event(&mut g, Event::ChildSaInstalled(child(0xc1, 0xd1, 0x11)));
+        let hex = |byte: u8| format!("0x{}", format!("{byte:02x}").repeat(36));
+        assert_eq!(
+            lines(&g),
+            [
+                format!(
+                    "\"IPv4\",\"198.51.100.90\",\"127.0.77.1\",\"0x000000c1\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"{}\",\"NULL\",\"\"",
+                    hex(0x11)
+                ),
+                format!(
+                    "\"IPv4\",\"127.0.77.1\",\"198.51.100.90\",\"0x000000d1\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"{}\",\"NULL\",\"\"",
+                    hex(0x12)
+                ),
+            ]
+        );
+        // A rekey: the new child SA beside the old until the old goes.
+        event(&mut g, Event::ChildSaInstalled(child(0xc2, 0xd2, 0x21)));
+        assert_eq!(lines(&g).len(), 4);
+        event(
+            &mut g,
+            Event::ChildSaRemoved {
+                inbound_spi: 0xc1,
+                outbound_spi: 0xd1,
+            },
+        );
+        let left = lines(&g);
+        assert_eq!(left.len(), 2);
+        assert!(left[0].contains("\"0x000000c2\"") && left[1].contains("\"0x000000d2\""));
+        assert!(
+            !left.concat().contains(&hex(0x11)[2..]),
+            "the old keys are gone"
+        );
+        // Down: nothing left to export.
+        event(&mut g, Event::ChildSaInstalled(child(0xc3, 0xd3, 0x31)));
+        event(
+            &mut g,
+            Event::IkeDown {
+                reason: DownReason::PeerDead,
+            },
+        );
+        assert!(lines(&g).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keys_are_written_only_when_asked_once_per_request_and_never_in_the_status() {
+        let local = Ipv4Addr::new(127, 0, 77, 2);
+        let dir = scratch("request");
+        let mut g = gateway(local, &dir);
+        event(&mut g, Event::ChildSaInstalled(child(0xc1, 0xd1, 0xab)));
+        let keys = keys_path(&dir, "hub-gw");
+        let key_hex = "ab".repeat(36);
+
+        g.write_status();
+        g.answer_key_request();
+        assert!(!keys.exists(), "no request, no keys file");
+        let status = std::fs::read_to_string(crate::vpn_status::status_path(&dir, "hub-gw"))
+            .expect("a status file");
+        assert!(status.contains("hub-to-branch") && !status.contains(&key_hex));
+
+        std::fs::write(keys_request_path(&dir), "").unwrap();
+        g.answer_key_request();
+        let written = std::fs::read_to_string(&keys).expect("the keys file");
+        assert_eq!(written.lines().count(), 2);
+        assert!(written.contains(&key_hex));
+        assert_eq!(std::fs::metadata(&keys).unwrap().mode() & 0o777, 0o600);
+
+        // Answered: a later tick leaves the file alone.
+        std::fs::remove_file(&keys).unwrap();
+        std::fs::write(&keys, "answered").unwrap();
+        let answered = std::fs::metadata(&keys).unwrap().modified().unwrap();
+        let request = std::fs::metadata(keys_request_path(&dir))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(answered >= request);
+        g.answer_key_request();
+        assert_eq!(std::fs::read_to_string(&keys).unwrap(), "answered");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_request_is_due_until_a_keys_file_at_least_as_new_answers_it() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = t + Duration::from_millis(4);
+        assert!(!key_request_due(None, None), "no request");
+        assert!(!key_request_due(None, Some(t)));
+        assert!(key_request_due(Some(t), None), "asked, not answered");
+        assert!(key_request_due(Some(later), Some(t)), "an older answer");
+        assert!(!key_request_due(Some(t), Some(t)), "the same tick");
+        assert!(!key_request_due(Some(t), Some(later)));
     }
 }

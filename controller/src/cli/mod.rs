@@ -287,6 +287,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Vpn {
             action: VpnCommand::Status { lab, json },
         } => vpn::status(lab.as_deref(), json),
+        Command::Vpn {
+            action:
+                VpnCommand::Sa {
+                    export_keys,
+                    lab,
+                    output,
+                },
+        } => vpn::sa(lab.as_deref(), export_keys, output.as_deref()),
         Command::DumpPorts { switch, lab, json } => {
             flows::dump_ports(&switch, lab.as_deref(), json).await
         }
@@ -391,6 +399,22 @@ pub enum VpnCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// The child SAs each gateway has installed (both directions: outer
+    /// addresses and SPI). With --export-keys, their keys too, as lines of
+    /// Wireshark's ESP SA table (`esp_sa`) to decrypt a capture of the
+    /// underlay: anyone holding them can read the lab's VPN traffic.
+    Sa {
+        /// Write the SAs' keys in Wireshark's `esp_sa` format.
+        #[arg(long)]
+        export_keys: bool,
+        /// Lab (needed only when several are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Where the keys go (created with mode 0600); standard output
+        /// by default.
+        #[arg(long, short = 'o', requires = "export_keys")]
+        output: Option<PathBuf>,
     },
 }
 
