@@ -107,8 +107,26 @@ impl Lab {
     }
 
     /// Starts `tcpdump` on e0 in namespace `node`, writing UDP 4500 to a
-    /// file; returns once it listens.
+    /// file; returns once it listens. The veth ends stop taking segmented
+    /// UDP sends whole first: the ports send runs of equal datagrams in one
+    /// (UDP GSO), which a veth would pass, and tcpdump see, as one packet;
+    /// cut where they leave, the capture shows each datagram as it would be
+    /// on a wire.
     fn capture(&mut self, node: &str) -> (usize, PathBuf) {
+        for end in ["a", "b"] {
+            let ns = self.ns(end);
+            let off = [
+                "netns",
+                "exec",
+                &ns,
+                "ethtool",
+                "-K",
+                "e0",
+                "tx-udp-segmentation",
+                "off",
+            ];
+            ip(&off);
+        }
         let file = std::env::temp_dir().join(format!("{}.pcap", self.prefix));
         self.files.push(file.clone());
         let mut child = Command::new("ip")
@@ -253,9 +271,9 @@ fn esp_ports_carry_a_burst_and_refuse_what_is_not_theirs() {
     if !is_root() {
         return;
     }
-    let capture_tools = has("tcpdump") && has("tshark");
+    let capture_tools = has("tcpdump") && has("tshark") && has("ethtool");
     if !capture_tools {
-        eprintln!("skipping the capture checks: tcpdump or tshark is not installed");
+        eprintln!("skipping the capture checks: tcpdump, tshark or ethtool is not installed");
     }
     let mut lab = Lab::new();
     let prefix = lab.prefix.clone();
@@ -533,4 +551,112 @@ fn check_capture(file: &Path) {
         !bytes.windows(MARKER.len()).any(|w| w == MARKER),
         "the inner marker never appears in clear"
     );
+}
+
+/// The segments of a TSO super-frame leave port a in segmented sends and
+/// arrive at port b merged into one super-frame again (with TSO metadata,
+/// the payload intact); equal small datagrams of another protocol also
+/// leave together but arrive one by one, in order.
+#[test]
+fn a_super_frames_segments_cross_together_and_arrive_merged() {
+    if !is_root() {
+        return;
+    }
+    use sdn_vswitch::gso::{Segments, segment};
+    use sdn_vswitch::testutil::checksums_valid;
+    use sdn_vswitch::wire::{GsoType, Ipv4Packet, TcpSegment, VnetRepr};
+
+    let lab = Lab::new();
+    let (addr_a, addr_b) = (
+        Ipv4Addr::new(192, 168, 201, 1),
+        Ipv4Addr::new(192, 168, 201, 2),
+    );
+    let (mut port_a, handle_a) = open(&lab, "a", addr_a, MAC_A);
+    let (mut port_b, handle_b) = open(&lab, "b", addr_b, MAC_B);
+    let k_ab = keymat(3);
+    handle_a.install_outbound(
+        TUNNEL_AB,
+        SocketAddrV4::new(addr_b, ESP_UDP_PORT),
+        OutboundSa::new(CIPHER, SPI_AB, &k_ab).unwrap(),
+    );
+    handle_b.install_inbound(TUNNEL_BA, InboundSa::new(CIPHER, SPI_AB, &k_ab).unwrap());
+    let to_b = Some(TunnelTarget {
+        vni: TUNNEL_AB,
+        dst: addr_b,
+    });
+
+    let payload: Vec<u8> = (0..30_000).map(|i| (i * 13 + 5) as u8).collect();
+    let frame = FrameBuilder::tcp4("10.1.0.1:40000", "10.2.0.1:5201", &payload).build();
+    let mss = 1360;
+    let vnet = VnetRepr {
+        flags: 0,
+        gso_type: GsoType::TcpV4,
+        hdr_len: 54,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut segments = Segments::default();
+    segment(&frame, &vnet, &mut segments).unwrap();
+    let count = segments.len();
+    assert_eq!(count, 30_000usize.div_ceil(usize::from(mss)));
+    let mut tx = segments.iter().map(|data| TxFrame { data, tunnel: to_b });
+    assert_eq!(port_a.send_batch(&mut tx).unwrap(), count);
+
+    let mut batch = RxBatch::default();
+    let mut merged = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut payload_seen = 0;
+    while payload_seen < payload.len() && Instant::now() < deadline {
+        let n = port_b.recv_batch(&mut batch).expect("recv_batch");
+        for i in 0..n {
+            let frame = batch.frame(i).to_vec();
+            payload_seen += frame.len() - 54;
+            merged.push((batch.vnet(i), frame));
+        }
+        port_b.release(&mut batch);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The kernel may hand the datagrams over in more than one receive;
+    // each receive's run merges.
+    assert!(
+        merged.len() < count,
+        "{count} segments arrived as {} frames",
+        merged.len()
+    );
+    let mut rebuilt = Vec::new();
+    for (vnet, frame) in &merged {
+        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        let tcp = TcpSegment::new_checked(ip.payload()).unwrap();
+        if frame.len() - 54 > usize::from(mss) {
+            assert_eq!(vnet.gso_type, GsoType::TcpV4);
+            assert_eq!(vnet.gso_size, mss);
+            let mut whole = frame.clone();
+            sdn_vswitch::gso::complete_checksum(&mut whole, vnet).unwrap();
+            assert!(
+                checksums_valid(&whole),
+                "the merged frame's checksum completes"
+            );
+        } else {
+            assert!(checksums_valid(frame));
+        }
+        assert_eq!(tcp.seq_number() as usize, 1 + rebuilt.len(), "in order");
+        rebuilt.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(rebuilt, payload, "the payload intact");
+    let opened = handle_b.stats().tunnel(TUNNEL_BA).unwrap().opened_packets;
+    assert_eq!(opened, count as u64, "every segment was its own ESP packet");
+
+    // 64-byte UDP datagrams: sent together, delivered one by one.
+    let small: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| FrameBuilder::udp4("10.1.0.1:4000", "10.2.0.1:5000", &[i; 64]).build())
+        .collect();
+    let mut tx = small.iter().map(|data| TxFrame { data, tunnel: to_b });
+    assert_eq!(port_a.send_batch(&mut tx).unwrap(), small.len());
+    let got = receive(&mut port_b, &mut batch, small.len());
+    assert_eq!(got.len(), small.len());
+    for ((frame, _), sent) in got.iter().zip(&small) {
+        assert_eq!(&frame[14..], &sent[14..]);
+    }
 }

@@ -18,7 +18,13 @@
 //! is borrowed and read-only, and has neither room. A received packet is
 //! not copied: it is opened in place in the batch's buffer, and its
 //! Ethernet header is written over the ESP header and IV in front of it.
+//!
+//! Coalescing (`coalesce`): sealed datagrams to one peer of one length go
+//! out in one segmented send (UDP GSO), and the consecutive segments of one
+//! TCP stream that one receive opens are merged into one super-frame, each
+//! payload after the first copied once into the first's buffer.
 
+mod coalesce;
 mod datagram;
 mod handle;
 mod stats;
@@ -32,7 +38,7 @@ pub use datagram::{
 pub use handle::{EspHandle, IKE_QUEUE, IkeMessage};
 pub use stats::{EspCounters, EspStats, SaDirection, SaStats, TunnelStats};
 
-use super::sys::{send_all, set_option};
+use super::sys::set_option;
 use super::{BATCH, Port, PortInfo, RxBatch, TxFrame};
 use crate::wire::{EthernetAddress, VnetHeader, VnetRepr, ethernet, vnet_hdr};
 use handle::{Shared, queue_ike};
@@ -47,6 +53,9 @@ use table::Received;
 use tokio::sync::mpsc;
 use tracing::info;
 
+/// `UDP_SEGMENT` from <linux/udp.h>: the segment size of a segmented send.
+const UDP_SEGMENT: libc::c_int = 103;
+
 /// Socket buffer size asked for, each way.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
 
@@ -59,10 +68,25 @@ const RX_DATAGRAM_AT: usize = vnet_hdr::HEADER_LEN + ethernet::HEADER_LEN - esp:
 /// packet, the padding, trailer and ICV.
 const TX_SLOT: usize = esp::HEADROOM + u16::MAX as usize + esp::TAILROOM;
 
+/// A frame one receive opened: `len` bytes at `start` in batch buffer
+/// `slot`, out of `tunnel`.
+#[derive(Debug, Clone, Copy)]
+struct Opened {
+    slot: usize,
+    start: usize,
+    len: usize,
+    tunnel: crate::pipeline::TunnelMeta,
+}
+
 /// An ESP tunnel endpoint on local:4500.
 pub struct EspPort {
     socket: UdpSocket,
     info: PortInfo,
+    /// The largest sealed datagram a segmented send may carry: one that
+    /// fits the link whole (0 once the kernel refused a segmented send).
+    max_segment: usize,
+    /// The frames the current receive opened, before merging.
+    opened: Vec<Opened>,
     shared: Arc<Shared>,
     ike_sender: mpsc::Sender<handle::IkeMessage>,
     rx_iovecs: Vec<libc::iovec>,
@@ -70,9 +94,14 @@ pub struct EspPort {
     rx_msgs: Vec<libc::mmsghdr>,
     /// `BATCH` send buffers of `TX_SLOT` bytes, back to back.
     tx_slots: Box<[u8]>,
-    tx_lens: Vec<usize>,
+    /// Each sealed datagram's peer and length, in send order.
+    tx_sealed: Vec<(SocketAddrV4, usize)>,
     tx_addrs: Vec<libc::sockaddr_in>,
     tx_iovecs: Vec<libc::iovec>,
+    /// The runs of `tx_sealed` that each go in one message.
+    tx_runs: Vec<std::ops::Range<usize>>,
+    /// Each message's control data (its segment size).
+    tx_control: Vec<[u64; 3]>,
     tx_msgs: Vec<libc::mmsghdr>,
     /// Packets dropped in either direction (the table's counters say why).
     dropped: u64,
@@ -169,6 +198,8 @@ impl EspPort {
         let port = EspPort {
             socket,
             info,
+            max_segment: (link_mtu as usize).saturating_sub(OUTER_IPV4_LEN + OUTER_UDP_LEN),
+            opened: Vec::with_capacity(BATCH),
             shared,
             ike_sender,
             rx_iovecs: vec![empty; BATCH],
@@ -177,9 +208,11 @@ impl EspPort {
             rx_msgs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
             // Zeroed memory from the allocator: pages are touched as used.
             tx_slots: vec![0u8; BATCH * TX_SLOT].into_boxed_slice(),
-            tx_lens: vec![0; BATCH],
+            tx_sealed: vec![(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0); BATCH],
             tx_addrs: vec![sockaddr(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH],
             tx_iovecs: vec![empty; BATCH],
+            tx_runs: Vec::with_capacity(BATCH),
+            tx_control: vec![[0; 3]; BATCH],
             // SAFETY: as above.
             tx_msgs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
             dropped: 0,
@@ -202,7 +235,7 @@ impl EspPort {
             };
             let slot = &mut self.tx_slots[queued * TX_SLOT..(queued + 1) * TX_SLOT];
             if let Some((peer, len)) = table.seal(frame.data, frame.tunnel, slot) {
-                self.tx_lens[queued] = len;
+                self.tx_sealed[queued] = (peer, len);
                 self.tx_addrs[queued] = sockaddr(peer);
                 queued += 1;
             }
@@ -211,32 +244,165 @@ impl EspPort {
         (queued, ended)
     }
 
-    /// Sends the first `count` sealed packets with `sendmmsg`; returns how
-    /// many the kernel took.
+    /// Sends the first `count` sealed packets with `sendmmsg`, each run of
+    /// them that `coalesce::send_runs` finds in one message (segmented by
+    /// the kernel when it holds more than one); returns how many packets
+    /// the kernel took.
     fn flush(&mut self, count: usize) -> usize {
+        coalesce::send_runs(
+            &self.tx_sealed[..count],
+            self.max_segment,
+            &mut self.tx_runs,
+        );
         for i in 0..count {
             self.tx_iovecs[i] = libc::iovec {
                 iov_base: self.tx_slots[i * TX_SLOT..].as_mut_ptr().cast(),
-                iov_len: self.tx_lens[i],
+                iov_len: self.tx_sealed[i].1,
             };
-            let msg = &mut self.tx_msgs[i].msg_hdr;
-            msg.msg_iov = &mut self.tx_iovecs[i];
-            msg.msg_iovlen = 1;
-            msg.msg_name = (&mut self.tx_addrs[i] as *mut libc::sockaddr_in).cast();
-            msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            msg.msg_control = std::ptr::null_mut();
-            msg.msg_controllen = 0;
-            msg.msg_flags = 0;
         }
-        // SAFETY: tx_msgs[..count] point at iovecs and addresses in this
-        // port's scratch arrays and at its send buffers, alive for the call.
-        let (sent, refused) =
-            unsafe { send_all(self.socket.as_raw_fd(), &mut self.tx_msgs[..count]) };
+        for (m, run) in self.tx_runs.iter().enumerate() {
+            let msg = &mut self.tx_msgs[m].msg_hdr;
+            msg.msg_iov = &mut self.tx_iovecs[run.start];
+            msg.msg_iovlen = run.len() as _;
+            msg.msg_name = (&mut self.tx_addrs[run.start] as *mut libc::sockaddr_in).cast();
+            msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msg.msg_flags = 0;
+            if run.len() > 1 {
+                let size = self.tx_sealed[run.start].1 as u16;
+                msg.msg_control = self.tx_control[m].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a size computation.
+                msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as _;
+                // SAFETY: the control buffer (24 bytes) holds one cmsg of
+                // a u16, which CMSG_FIRSTHDR points at.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(msg);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+                }
+            } else {
+                msg.msg_control = std::ptr::null_mut();
+                msg.msg_controllen = 0;
+            }
+        }
+        let messages = self.tx_runs.len();
+        let (mut offset, mut sent, mut refused) = (0, 0, 0u64);
+        while offset < messages {
+            // SAFETY: tx_msgs[..messages] point at iovecs, addresses and
+            // control data in this port's scratch arrays and at its send
+            // buffers, alive for the call; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    self.socket.as_raw_fd(),
+                    self.tx_msgs.as_mut_ptr().add(offset),
+                    (messages - offset) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                let n = n as usize;
+                sent += self.tx_runs[offset..offset + n]
+                    .iter()
+                    .map(|r| r.len())
+                    .sum::<usize>();
+                offset += n;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The kernel refused the message at `offset` (no room, or it
+            // will not segment): skip it. A kernel without UDP GSO says so
+            // once; from then on every datagram goes alone.
+            let run = self.tx_runs[offset].clone();
+            if run.len() > 1
+                && matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EIO | libc::EINVAL)
+                )
+                && self.max_segment > 0
+            {
+                info!(port = %self.info.name, error = %err, "segmented sends refused; sending datagrams one by one");
+                self.max_segment = 0;
+            }
+            refused += run.len() as u64;
+            offset += 1;
+        }
         if refused > 0 {
             self.shared.table().counters.send_refused += refused;
             self.dropped += refused;
         }
         sent
+    }
+
+    /// Hands the frames of `self.opened` to `batch` in order, each run of
+    /// consecutive segments of one TCP stream out of one tunnel merged into
+    /// its first frame's buffer as one super-frame.
+    fn deliver_opened(&mut self, batch: &mut RxBatch) {
+        let mut i = 0;
+        while i < self.opened.len() {
+            let head = self.opened[i];
+            let mut end = i + 1;
+            let buffer = batch.storage_mut(head.slot);
+            let room = buffer.len() - head.start;
+            let mut stream =
+                coalesce::Stream::start(&mut buffer[head.start..head.start + head.len], room);
+            if let Some(stream) = &mut stream {
+                while let Some(next) = self.opened.get(end).copied() {
+                    let frame =
+                        &mut batch.storage_mut(next.slot)[next.start..next.start + next.len];
+                    if next.tunnel != head.tunnel || !stream.take(frame) {
+                        break;
+                    }
+                    end += 1;
+                }
+            }
+            let Some(vnet_at) = head.start.checked_sub(vnet_hdr::HEADER_LEN) else {
+                self.shared.table().counters.malformed += (end - i) as u64;
+                self.dropped += (end - i) as u64;
+                i = end;
+                continue;
+            };
+            let (len, vnet) = match stream.filter(|s| s.segments() > 1) {
+                Some(stream) => {
+                    let mut at = head.start + head.len;
+                    for next in &self.opened[i + 1..end] {
+                        let payload = next.start + stream.headers()..next.start + next.len;
+                        let source = batch.storage_mut(next.slot)[payload].as_ptr();
+                        let target = &mut batch.storage_mut(head.slot)
+                            [at..at + (next.len - stream.headers())];
+                        // SAFETY: `source` points at the payload's bytes in
+                        // another slot of the batch, a heap buffer of its
+                        // own that nothing else touches meanwhile; `target`
+                        // is as long as the payload.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(source, target.as_mut_ptr(), target.len())
+                        };
+                        at += target.len();
+                    }
+                    debug_assert_eq!(at - head.start, stream.merged_len());
+                    let frame = &mut batch.storage_mut(head.slot)[head.start..at];
+                    (at - head.start, stream.finish(frame))
+                }
+                None => (head.len, VnetRepr::PLAIN),
+            };
+            let buffer = batch.storage_mut(head.slot);
+            vnet.emit(&mut VnetHeader::new_unchecked(
+                &mut buffer[vnet_at..head.start],
+            ));
+            // Frames stay in their slots; a slot whose datagram delivered
+            // nothing, or whose frame was merged into another, is unused.
+            batch.push_stored_at(
+                head.slot,
+                vnet_at,
+                vnet_hdr::HEADER_LEN + len,
+                Some(head.tunnel),
+            );
+            i = end;
+        }
+        self.opened.clear();
     }
 }
 
@@ -300,15 +466,12 @@ impl Port for EspPort {
             let datagram = RX_DATAGRAM_AT..RX_DATAGRAM_AT + len;
             match table.receive(buffer, datagram, *from.ip(), self.info.hw_addr, now) {
                 Received::Frame { start, len, tunnel } => {
-                    let Some(vnet_at) = start.checked_sub(vnet_hdr::HEADER_LEN) else {
-                        table.counters.malformed += 1;
-                        continue;
-                    };
-                    VnetRepr::PLAIN
-                        .emit(&mut VnetHeader::new_unchecked(&mut buffer[vnet_at..start]));
-                    // Frames stay in their slots; a slot whose datagram
-                    // delivered nothing is left unused.
-                    batch.push_stored_at(i, vnet_at, vnet_hdr::HEADER_LEN + len, Some(tunnel));
+                    self.opened.push(Opened {
+                        slot: i,
+                        start,
+                        len,
+                        tunnel,
+                    });
                 }
                 Received::Ike(message) => {
                     queue_ike(
@@ -322,6 +485,8 @@ impl Port for EspPort {
             }
         }
         self.dropped += table.counters.dropped() - before;
+        drop(table);
+        self.deliver_opened(batch);
         Ok(batch.len())
     }
 
