@@ -362,6 +362,12 @@ fn a_tcp_stream_survives_child_and_ike_rekeys() {
         "rekeys during the stream: child {child_rekeys}, IKE {ike_rekeys}: {after}"
     );
     assert!(number(&after, "child_rekeys") >= 3 && number(&after, "ike_rekeys") >= 1);
+    // Make before break: the gateway always had an SA to send with.
+    assert_eq!(
+        number(&gateway_status(&lab)["port"], "no_sa"),
+        number(&port_before, "no_sa"),
+        "packets for the tunnel without an SA during the rekeys"
+    );
     assert_eq!(after["state"], "established", "{after}");
     assert_eq!(
         number(&after, "peer_dead"),
