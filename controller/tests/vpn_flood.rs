@@ -27,41 +27,6 @@ const CHARON: &str = "/usr/lib/ipsec/charon";
 const GATEWAY: &str = "203.0.113.90";
 const SITE: &str = "198.51.100.90";
 
-/// A hub and a branch whose strongSwan initiates (the gateway answers).
-fn hub_and_branch(name: &str) -> String {
-    format!(
-        "name: {name}
-networks:
-  - name: hub
-    cidr: 10.90.0.0/16
-    subnets:
-      - {{ name: app, cidr: 10.90.1.0/24 }}
-switches:
-  - name: sw1
-    ports: [{{ name: p1 }}]
-hosts:
-  - {{ name: app1, interfaces: [{{ name: eth0, subnet: hub/app, address: 10.90.1.11/24 }}] }}
-links:
-  - [app1:eth0, sw1:p1]
-vpn_gateways:
-  - {{ name: hub-gw, network: hub, public_ip: {GATEWAY} }}
-onprem_sites:
-  - name: branch
-    public_ip: {SITE}
-    lan: 192.168.50.0/24
-    ipsec: strongswan
-    hosts:
-      - {{ name: branch1, address: 192.168.50.10 }}
-connections:
-  - name: hub-to-branch
-    gateway: hub-gw
-    site: branch
-    psk_file: branch.psk
-    initiator: peer
-"
-    )
-}
-
 /// Whether an IKE_SA_INIT answer asks for a cookie.
 fn demands_cookie(answer: &[u8]) -> bool {
     Message::parse(answer).is_ok_and(|m| {
@@ -142,7 +107,7 @@ fn a_flood_of_ike_sa_init_gets_cookies_and_the_real_peer_still_connects() {
         return;
     }
     let name = unique_name("vpnf");
-    let lab = Lab::new(&name, &hub_and_branch(&name));
+    let lab = Lab::new(&name, &hub_and_branch(&name, "    initiator: peer\n"));
     let key = lab.dir.join("branch.psk");
     std::fs::write(&key, "a-key-for-the-flood-test\n").expect("write the PSK file");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");

@@ -21,40 +21,6 @@ const CHARON: &str = "/usr/lib/ipsec/charon";
 /// The key in the test's PSK file.
 const KEY: &str = "dGhlLWxhYidzLXZwbi10ZXN0LWtleQ==";
 
-/// vpn.yaml's hub and branch, trimmed to one host each.
-fn hub_and_branch(name: &str) -> String {
-    format!(
-        "name: {name}
-networks:
-  - name: hub
-    cidr: 10.90.0.0/16
-    subnets:
-      - {{ name: app, cidr: 10.90.1.0/24 }}
-switches:
-  - name: sw1
-    ports: [{{ name: p1 }}]
-hosts:
-  - {{ name: app1, interfaces: [{{ name: eth0, subnet: hub/app, address: 10.90.1.11/24 }}] }}
-links:
-  - [app1:eth0, sw1:p1]
-vpn_gateways:
-  - {{ name: hub-gw, network: hub, public_ip: 203.0.113.90 }}
-onprem_sites:
-  - name: branch
-    public_ip: 198.51.100.90
-    lan: 192.168.50.0/24
-    ipsec: strongswan
-    hosts:
-      - {{ name: branch1, address: 192.168.50.10 }}
-connections:
-  - name: hub-to-branch
-    gateway: hub-gw
-    site: branch
-    psk_file: branch.psk
-"
-    )
-}
-
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -74,7 +40,7 @@ fn a_vpn_lab_runs_strongswan_on_its_site_and_comes_down_clean() {
         return;
     }
     let name = unique_name("vpn");
-    let lab = Lab::new(&name, &hub_and_branch(&name));
+    let lab = Lab::new(&name, &hub_and_branch(&name, ""));
     let key = lab.dir.join("branch.psk");
     std::fs::write(&key, format!("{KEY}\n")).expect("write the PSK file");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");

@@ -68,42 +68,15 @@ fn can_run() -> bool {
     true
 }
 
-/// vpn.yaml's hub and branch, trimmed to one host each, with `lifetimes`
-/// (topology lines of the connection) and the tests' dead peer detection.
-fn hub_and_branch(name: &str, lifetimes: &str) -> String {
-    format!(
-        "name: {name}
-networks:
-  - name: hub
-    cidr: 10.90.0.0/16
-    subnets:
-      - {{ name: app, cidr: 10.90.1.0/24 }}
-switches:
-  - name: sw1
-    ports: [{{ name: p1 }}]
-hosts:
-  - {{ name: app1, interfaces: [{{ name: eth0, subnet: hub/app, address: {APP1}/24 }}] }}
-links:
-  - [app1:eth0, sw1:p1]
-vpn_gateways:
-  - {{ name: {GATEWAY}, network: hub, public_ip: 203.0.113.90 }}
-onprem_sites:
-  - name: branch
-    public_ip: 198.51.100.90
-    lan: 192.168.50.0/24
-    ipsec: strongswan
-    hosts:
-      - {{ name: branch1, address: {BRANCH1} }}
-connections:
-  - name: {CONNECTION}
-    gateway: {GATEWAY}
-    site: branch
-    psk_file: branch.psk
-    initiator: gateway
-    dpd_interval: {}s
-    dpd_retries: {DPD_RETRIES}
-{lifetimes}",
-        DPD_INTERVAL.as_secs()
+/// The hub and branch of `support`, with `lifetimes` (topology lines of
+/// the connection) and the tests' dead peer detection.
+fn hub_and_branch_with(name: &str, lifetimes: &str) -> String {
+    hub_and_branch(
+        name,
+        &format!(
+            "    initiator: gateway\n    dpd_interval: {}s\n    dpd_retries: {DPD_RETRIES}\n{lifetimes}",
+            DPD_INTERVAL.as_secs()
+        ),
     )
 }
 
@@ -111,7 +84,7 @@ connections:
 /// and the gateway's status says so).
 fn vpn_lab(tag: &str, lifetimes: &str) -> Lab {
     let name = unique_name(tag);
-    let lab = Lab::new(&name, &hub_and_branch(&name, lifetimes));
+    let lab = Lab::new(&name, &hub_and_branch_with(&name, lifetimes));
     let key = lab.dir.join("branch.psk");
     std::fs::write(&key, format!("{KEY}\n")).expect("write the PSK file");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");

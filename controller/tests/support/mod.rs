@@ -503,3 +503,41 @@ pub fn connect_to(
         }
     }
 }
+
+/// A hub network (app1 10.90.1.11 on sw1) whose VPN gateway hub-gw
+/// (203.0.113.90) has the connection hub-to-branch to the strongSwan site
+/// branch (198.51.100.90, LAN 192.168.50.0/24 with branch1 on .10), its key
+/// in `branch.psk` next to the file; `connection` holds more lines of the
+/// connection (indented four spaces), or nothing.
+pub fn hub_and_branch(name: &str, connection: &str) -> String {
+    format!(
+        "name: {name}
+networks:
+  - name: hub
+    cidr: 10.90.0.0/16
+    subnets:
+      - {{ name: app, cidr: 10.90.1.0/24 }}
+switches:
+  - name: sw1
+    ports: [{{ name: p1 }}]
+hosts:
+  - {{ name: app1, interfaces: [{{ name: eth0, subnet: hub/app, address: 10.90.1.11/24 }}] }}
+links:
+  - [app1:eth0, sw1:p1]
+vpn_gateways:
+  - {{ name: hub-gw, network: hub, public_ip: 203.0.113.90 }}
+onprem_sites:
+  - name: branch
+    public_ip: 198.51.100.90
+    lan: 192.168.50.0/24
+    ipsec: strongswan
+    hosts:
+      - {{ name: branch1, address: 192.168.50.10 }}
+connections:
+  - name: hub-to-branch
+    gateway: hub-gw
+    site: branch
+    psk_file: branch.psk
+{connection}"
+    )
+}
