@@ -1,5 +1,6 @@
 //! System-call helpers the socket-based ports share: errors that name the
-//! call, socket options, and batched sends that step over refused frames.
+//! call, socket options, batched receives that do not block, and batched
+//! sends that step over refused frames.
 
 use std::io;
 use std::mem;
@@ -63,4 +64,32 @@ pub(crate) unsafe fn send_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> (usize, 
         }
     }
     (msgs.len() - refused as usize, refused)
+}
+
+/// Receives into the messages of `msgs` with one non-blocking `recvmmsg`;
+/// returns how many arrived, 0 when none wait (or the call was
+/// interrupted).
+///
+/// # Safety
+/// Every message must point at iovecs, address and control buffers that
+/// are alive and exclusively borrowed for the call.
+pub(crate) unsafe fn recv_some(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the caller vouches for what the messages point at.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(err),
+        };
+    }
+    Ok(n as usize)
 }

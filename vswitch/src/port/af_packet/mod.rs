@@ -362,24 +362,9 @@ impl AfPacketPort {
         }
         // SAFETY: rx_msgs[..slots] point at iovecs that point into the
         // batch's buffers, alive and exclusively borrowed for this call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                self.rx_msgs.as_mut_ptr(),
-                slots as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
-        }
+        let n = unsafe { super::sys::recv_some(self.fd.as_raw_fd(), &mut self.rx_msgs[..slots])? };
         let mut kept = 0;
-        for i in 0..n as usize {
+        for i in 0..n {
             let mut len = self.rx_msgs[i].msg_len as usize + skip;
             if self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
                 || len < vnet_hdr::HEADER_LEN + 14

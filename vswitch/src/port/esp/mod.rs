@@ -436,26 +436,12 @@ impl Port for EspPort {
         }
         // SAFETY: rx_msgs[..slots] point at iovecs into the batch's buffers
         // and at this port's address slots, alive for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                self.rx_msgs.as_mut_ptr(),
-                slots as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(err),
-            };
-        }
+        let n =
+            unsafe { super::sys::recv_some(self.socket.as_raw_fd(), &mut self.rx_msgs[..slots])? };
         let now = Instant::now();
         let mut table = self.shared.table();
         let before = table.counters.dropped();
-        for i in 0..n as usize {
+        for i in 0..n {
             let len = self.rx_msgs[i].msg_len as usize;
             let from = from_sockaddr(&self.rx_addrs[i]);
             if self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {

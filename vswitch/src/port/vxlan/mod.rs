@@ -460,23 +460,11 @@ impl Port for VxlanPort {
         }
         // SAFETY: rx_msgs[..slots] point at iovecs into the batch's buffers
         // and at this port's address and control slots, alive for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.rx.as_raw_fd(),
-                self.rx_msgs.as_mut_ptr(),
-                slots as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(batch.len()),
-                _ => Err(err),
-            };
+        let n = unsafe { super::sys::recv_some(self.rx.as_raw_fd(), &mut self.rx_msgs[..slots])? };
+        if n == 0 {
+            return Ok(batch.len());
         }
-        for i in 0..n as usize {
+        for i in 0..n {
             let slot = first + i;
             let mut len = self.rx_msgs[i].msg_len as usize;
             let truncated = self.rx_msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
