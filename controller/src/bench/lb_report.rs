@@ -3,6 +3,8 @@
 //! path, and beside the switch's figures the goals they are held to; as a
 //! Markdown table or as JSON.
 
+pub(super) use super::paths::Series;
+use super::paths::{self, Measured, elsewhere_load, min_max};
 use super::{BenchOptions, heading, machine, median, ratio};
 use anyhow::Result;
 use serde_json::json;
@@ -47,7 +49,9 @@ impl Measure {
             _ => 0,
         }
     }
+}
 
+impl Measured for Measure {
     fn index(self) -> usize {
         match self {
             Measure::KeepAlive => 0,
@@ -57,61 +61,8 @@ impl Measure {
     }
 }
 
-/// The runs of one measure on one path.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Series {
-    /// Each run's figure (req/s or Gbit/s).
-    pub(super) values: Vec<f64>,
-    /// Each run's CPU of the forwarding processes, percent of one core.
-    pub(super) forwarder_cpu: Vec<f64>,
-    /// Each run's CPU of the processes outside the bench (the machine's
-    /// other load, a lower bound), percent of one core.
-    pub(super) elsewhere_cpu: Vec<f64>,
-    /// Each run's 99th percentile latency, ms (HTTP only).
-    pub(super) p99_ms: Vec<f64>,
-    /// Each run's retransmitted segments (TCP only).
-    pub(super) retransmits: Vec<u64>,
-    /// What went wrong in a run, or why the path was not measured.
-    pub(super) notes: Vec<String>,
-}
-
 /// Everything measured on one path.
-#[derive(Debug, Clone)]
-pub(super) struct PathResults {
-    /// Its name in the table.
-    pub(super) name: &'static str,
-    /// Its name in "vs" columns and JSON keys.
-    pub(super) label: &'static str,
-    series: [Series; 3],
-}
-
-impl PathResults {
-    /// A path not measured yet.
-    pub(super) fn new(name: &'static str, label: &'static str) -> PathResults {
-        PathResults {
-            name,
-            label,
-            series: Default::default(),
-        }
-    }
-
-    /// The runs of `measure`.
-    pub(super) fn series(&self, measure: Measure) -> &Series {
-        &self.series[measure.index()]
-    }
-
-    /// The runs of `measure`, to add to.
-    pub(super) fn series_mut(&mut self, measure: Measure) -> &mut Series {
-        &mut self.series[measure.index()]
-    }
-
-    /// Notes `note` on every measure (the path could not be measured).
-    pub(super) fn note_all(&mut self, note: &str) {
-        for series in &mut self.series {
-            series.notes.push(note.to_string());
-        }
-    }
-}
+pub(super) type PathResults = paths::PathResults<Measure>;
 
 /// A figure the switch's load balancer is held to: `measure` at least
 /// `at_least` times the path labelled `base`.
@@ -146,14 +97,6 @@ pub(super) fn goals(haproxy: &'static str, direct: &'static str) -> [Goal; 4] {
             at_least: 0.9,
         },
     ]
-}
-
-fn min_max(values: &[f64]) -> Option<(f64, f64)> {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    finite.fold(None, |range, v| match range {
-        None => Some((v, v)),
-        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-    })
 }
 
 /// The JSON of one measure: each path's median, range, runs and ratios to
@@ -244,15 +187,6 @@ fn goal_cell(measure: &serde_json::Value) -> String {
 
 /// The median and the largest share of one core (percent) that processes
 /// outside the bench used during the runs of `paths`.
-fn elsewhere_load(paths: &[PathResults]) -> Option<(f64, f64)> {
-    let all: Vec<f64> = paths
-        .iter()
-        .flat_map(|p| &p.series)
-        .flat_map(|s| s.elsewhere_cpu.iter().copied())
-        .collect();
-    Some((median(&all)?, min_max(&all)?.1))
-}
-
 /// Prints the results of `paths` (the switch's first, labelled `ours`)
 /// as a table or as JSON.
 pub(super) fn report(

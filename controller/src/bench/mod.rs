@@ -21,6 +21,7 @@ mod lb_report;
 mod nft;
 mod overlay;
 mod pair;
+mod paths;
 mod proxy_shape;
 mod routed;
 mod router;

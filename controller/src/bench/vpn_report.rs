@@ -4,6 +4,7 @@
 //! VPN's figures the goals they are held to; as a Markdown table or as
 //! JSON.
 
+use super::paths::{self, Measured, elsewhere_load, min_max};
 use super::{BenchOptions, heading, machine, median, ratio};
 use anyhow::Result;
 use serde_json::json;
@@ -50,7 +51,9 @@ impl Measure {
             _ => 0,
         }
     }
+}
 
+impl Measured for Measure {
     fn index(self) -> usize {
         match self {
             Measure::Tcp => 0,
@@ -60,57 +63,8 @@ impl Measure {
     }
 }
 
-/// The runs of one measure on one path.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Series {
-    /// Each run's figure.
-    pub(super) values: Vec<f64>,
-    /// Each run's CPU of the forwarding processes, percent of one core.
-    pub(super) forwarder_cpu: Vec<f64>,
-    /// Each run's CPU of the processes outside the bench (the machine's
-    /// other load, a lower bound), percent of one core.
-    pub(super) elsewhere_cpu: Vec<f64>,
-    /// What went wrong in a run, or why the path was not measured.
-    pub(super) notes: Vec<String>,
-}
-
 /// Everything measured on one path.
-#[derive(Debug, Clone)]
-pub(super) struct PathResults {
-    /// Its name in the table.
-    pub(super) name: &'static str,
-    /// Its name in "vs" columns and JSON keys.
-    pub(super) label: &'static str,
-    series: [Series; 3],
-}
-
-impl PathResults {
-    /// A path not measured yet.
-    pub(super) fn new(name: &'static str, label: &'static str) -> PathResults {
-        PathResults {
-            name,
-            label,
-            series: Default::default(),
-        }
-    }
-
-    /// The runs of `measure`.
-    pub(super) fn series(&self, measure: Measure) -> &Series {
-        &self.series[measure.index()]
-    }
-
-    /// The runs of `measure`, to add to.
-    pub(super) fn series_mut(&mut self, measure: Measure) -> &mut Series {
-        &mut self.series[measure.index()]
-    }
-
-    /// Notes `note` on every measure (the path could not be measured).
-    pub(super) fn note_all(&mut self, note: &str) {
-        for series in &mut self.series {
-            series.notes.push(note.to_string());
-        }
-    }
-}
+pub(super) type PathResults = paths::PathResults<Measure>;
 
 /// A figure the VPN is held to: `measure` at least `at_least` times the
 /// path labelled `base`.
@@ -132,14 +86,6 @@ pub(super) fn goals(
         measure: Measure::Tcp,
         base,
         at_least,
-    })
-}
-
-fn min_max(values: &[f64]) -> Option<(f64, f64)> {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    finite.fold(None, |range, v| match range {
-        None => Some((v, v)),
-        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
     })
 }
 
@@ -230,15 +176,6 @@ fn goal_cell(measure: &serde_json::Value) -> String {
 
 /// The median and the largest share of one core (percent) that processes
 /// outside the bench used during the runs of `paths`.
-fn elsewhere_load(paths: &[PathResults]) -> Option<(f64, f64)> {
-    let all: Vec<f64> = paths
-        .iter()
-        .flat_map(|p| &p.series)
-        .flat_map(|s| s.elsewhere_cpu.iter().copied())
-        .collect();
-    Some((median(&all)?, min_max(&all)?.1))
-}
-
 /// The lines of the Markdown table of `measures` (each measure's JSON from
 /// `measure_json`) over `paths`, whose VPN is labelled `ours`.
 fn table(
